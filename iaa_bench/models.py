@@ -1,0 +1,1 @@
+"""Training model (feed_data / optimize_parameters / validation): in progress."""
