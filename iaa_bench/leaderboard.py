@@ -1,0 +1,302 @@
+"""Leaderboard: turn predictions into rows and write CSV, Markdown and PNG results.
+
+Pure functions, no model code: the benchmark runs models and hands their predicted
+and ground-truth (N, 10) distributions here. The human split-half ceiling (NOTES §3)
+is the reference every model row is read against.
+
+Every file is written atomically (temporary file in the same folder, then
+`os.replace`), and all files are rendered in memory before the first one is written,
+so a failure never leaves a half-written or half-updated results folder.
+"""
+import contextlib
+import csv
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+from iaa_bench.metrics import NUM_BINS, compute_metrics, mean_score
+
+MODALITIES = ("image", "image+text", "text", "votes")
+CEILING_MODALITY = "votes"
+CEILING_NAME = "human split-half ceiling"
+COMPARABILITY_NOTE = (
+    "Multimodal (image+text) and image-only numbers are not directly comparable: "
+    "AVA comments often state or hint the score."
+)
+_CEILING_MARK = "†"
+_RESULT_FILE_MODE = 0o644  # mkstemp creates 0600; results are meant to be read by others
+_PLOT_DPI = 150
+
+
+@dataclass
+class LeaderboardRow:
+    """One leaderboard entry. Metrics use iaa_bench.metrics conventions (acc is a fraction,
+    emd uses r=2, rmse is on the 1..10 scale); NaN means "not applicable" (the ceiling has
+    no KRCC, accuracy, EMD or speed)."""
+
+    name: str
+    modality: str
+    trainable_params: int
+    total_params: int
+    srcc: float
+    plcc: float
+    krcc: float = math.nan
+    acc: float = math.nan
+    emd: float = math.nan
+    rmse: float = math.nan
+    images_per_s: float = math.nan
+    pred_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
+    gt_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ValueError(f"LeaderboardRow {self.name!r}: modality must be one of {MODALITIES}, got {self.modality!r}")
+        if (self.pred_mean is None) != (self.gt_mean is None):
+            raise ValueError(f"LeaderboardRow {self.name!r}: give both pred_mean and gt_mean or neither")
+
+    @property
+    def is_ceiling(self) -> bool:
+        return self.modality == CEILING_MODALITY
+
+
+# CSV columns are the dataclass' scalar fields, so a CSV row maps back onto LeaderboardRow.
+_SCALAR_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean"))
+
+
+def row_from_predictions(name: str, modality: str, pred_dist, gt_dist, seconds: float,
+                         trainable: int, total: int) -> LeaderboardRow:
+    """Score one model's test-set predictions with the project's metrics.
+
+    `seconds` is the wall time of the prediction pass over all N images.
+    """
+    if seconds <= 0:
+        raise ValueError(f"row_from_predictions {name!r}: seconds must be > 0, got {seconds}")
+    metrics = compute_metrics(pred_dist, gt_dist)
+    return LeaderboardRow(
+        name=name, modality=modality, trainable_params=int(trainable), total_params=int(total),
+        srcc=metrics["srcc"], plcc=metrics["plcc"], krcc=metrics["krcc"], acc=metrics["acc"],
+        emd=metrics["emd2"], rmse=metrics["rmse"], images_per_s=len(pred_dist) / seconds,
+        pred_mean=mean_score(pred_dist), gt_mean=mean_score(gt_dist),
+    )
+
+
+def spearman_brown(r: float) -> float:
+    """Reliability of the full vote set from the correlation between its two halves."""
+    return 2.0 * r / (1.0 + r)
+
+
+def _validated_vote_counts(vote_counts) -> np.ndarray:
+    counts = np.asarray(vote_counts)
+    if counts.ndim != 2 or counts.shape[1] != NUM_BINS:
+        raise ValueError(f"human_ceiling: vote_counts must be (N, {NUM_BINS}), got shape {counts.shape}")
+    if counts.shape[0] < 3:
+        raise ValueError(f"human_ceiling: need at least 3 images for a correlation, got {counts.shape[0]}")
+    if not np.all(counts == np.round(counts)) or np.any(counts < 0):
+        raise ValueError("human_ceiling: vote_counts must be non-negative integer counts")
+    counts = counts.astype(np.int64)
+    if np.any(counts.sum(axis=1) < 2):
+        raise ValueError("human_ceiling: every image needs at least 2 votes to split into halves")
+    return counts
+
+
+def _draw_half(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw floor(n/2) of each image's votes without replacement.
+
+    A multivariate hypergeometric draw taken bin by bin (each bin's count conditioned on
+    the bins before it), vectorised over images so all of AVA takes milliseconds.
+    """
+    half = np.zeros_like(counts)
+    left_in_pool = counts.sum(axis=1)
+    left_to_draw = left_in_pool // 2
+    for k in range(counts.shape[1]):
+        half[:, k] = rng.hypergeometric(counts[:, k], left_in_pool - counts[:, k], left_to_draw)
+        left_in_pool = left_in_pool - counts[:, k]
+        left_to_draw = left_to_draw - half[:, k]
+    return half
+
+
+def human_ceiling(vote_counts, seed: int = 0) -> dict:
+    """How well humans agree with humans: the best SRCC/PLCC any model can expect.
+
+    Each image's votes are split into two random halves; the mean scores of the halves
+    are correlated across images and Spearman-Brown corrected to the full vote count.
+    Returns `srcc`, `plcc` (corrected) and `split_half_srcc`, `split_half_plcc` (raw).
+    """
+    counts = _validated_vote_counts(vote_counts)
+    half_a = _draw_half(counts, np.random.default_rng(seed))
+    mean_a, mean_b = mean_score(half_a), mean_score(counts - half_a)
+    raw_srcc = float(stats.spearmanr(mean_a, mean_b)[0])
+    raw_plcc = float(stats.pearsonr(mean_a, mean_b)[0])
+    return {"srcc": spearman_brown(raw_srcc), "plcc": spearman_brown(raw_plcc),
+            "split_half_srcc": raw_srcc, "split_half_plcc": raw_plcc}
+
+
+def ceiling_row(vote_counts, seed: int = 0, name: str = CEILING_NAME) -> LeaderboardRow:
+    """The human ceiling as a leaderboard row (no parameters, no speed)."""
+    ceiling = human_ceiling(vote_counts, seed)
+    return LeaderboardRow(name=name, modality=CEILING_MODALITY, trainable_params=0, total_params=0,
+                          srcc=ceiling["srcc"], plcc=ceiling["plcc"])
+
+
+def sorted_rows(rows) -> list:
+    """Models by SRCC descending (NaN last), the human ceiling after them."""
+    return sorted(rows, key=lambda r: (r.is_ceiling, math.inf if math.isnan(r.srcc) else -r.srcc))
+
+
+def pyiqa_benchmark_cell(row: LeaderboardRow) -> str:
+    """PLCC/SRCC/KRCC as pyiqa's tests/IAA_benchmark_results.csv writes them
+    (`round(x, 4)` joined by '/', e.g. "0.7172/0.7126/0.5213"). pyiqa also takes abs();
+    we keep the sign so a model that ranks backwards stays visible."""
+    return "/".join(str(round(v, 4)) for v in (row.plcc, row.srcc, row.krcc))
+
+
+def _csv_bytes(rows, dataset: str) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*_SCALAR_FIELDS, f"{dataset}(PLCC/SRCC/KRCC)"])
+    for row in rows:
+        writer.writerow([*(repr(getattr(row, name)) if isinstance(getattr(row, name), float) else getattr(row, name)
+                           for name in _SCALAR_FIELDS), pyiqa_benchmark_cell(row)])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "–" if math.isnan(value) else format(value, spec)
+
+
+def _markdown_bytes(rows) -> bytes:
+    lines = [
+        "| model | input | params (M) trainable / total | SRCC | PLCC | KRCC | Acc % | EMD | images/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if row.is_ceiling:
+            name, params = f"*{row.name}* {_CEILING_MARK}", "–"
+        else:
+            name, params = row.name, f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
+        lines.append(
+            f"| {name} | {row.modality} | {params} | {_fmt(row.srcc, '.4f')} | {_fmt(row.plcc, '.4f')} "
+            f"| {_fmt(row.krcc, '.4f')} | {_fmt(100 * row.acc, '.2f')} | {_fmt(row.emd, '.4f')} "
+            f"| {_fmt(row.images_per_s, '.1f')} |"
+        )
+    lines.append("")
+    if any(row.is_ceiling for row in rows):
+        lines.append(f"{_CEILING_MARK} Agreement between two random halves of each image's human votes, "
+                     "Spearman-Brown corrected: an upper bound, not a model.")
+    lines.append(COMPARABILITY_NOTE)
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _png_bytes(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend or figure list
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_PLOT_DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _scatter_limits(rows) -> tuple:
+    """Shared axis range for every subplot: the data range, padded, within 1..10."""
+    values = np.concatenate([np.concatenate([r.pred_mean, r.gt_mean]) for r in rows])
+    values = values[np.isfinite(values)]
+    low, high = (1.0, 10.0) if values.size == 0 else (values.min(), values.max())
+    pad = max(0.25, 0.05 * (high - low))
+    return max(1.0, low - pad), min(10.0, high + pad)
+
+
+def _pred_vs_gt_png(rows) -> bytes:
+    ncols = min(3, len(rows))
+    nrows = math.ceil(len(rows) / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 4.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    low, high = _scatter_limits(rows)
+    marker_alpha = float(np.clip(300 / max(len(rows[0].gt_mean), 1), 0.08, 0.7))
+    for ax, row in zip(axes.flat, rows):
+        ax.scatter(row.gt_mean, row.pred_mean, s=6, alpha=marker_alpha, color="tab:blue",
+                   edgecolors="none", rasterized=True)
+        ax.plot([low, high], [low, high], color="0.3", linestyle="--", linewidth=1, label="prediction = truth")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{row.name} ({row.modality})\nSRCC {row.srcc:.3f}   PLCC {row.plcc:.3f}", fontsize=10)
+        ax.set_xlabel("ground-truth mean score")
+        ax.set_ylabel("predicted mean score")
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    return _png_bytes(fig)
+
+
+def _correlation_bars_png(models, ceiling) -> bytes:
+    x = np.arange(len(models))
+    width = 0.38
+    fig = Figure(figsize=(max(6.0, 1.5 * len(models) + 2.5), 4.5), layout="constrained")
+    ax = fig.subplots()
+    for offset, metric, color in ((-width / 2, "srcc", "tab:blue"), (width / 2, "plcc", "tab:orange")):
+        values = [getattr(row, metric) for row in models]
+        bars = ax.bar(x + offset, values, width, label=metric.upper(), color=color)
+        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+    if ceiling is not None:
+        ax.axhline(ceiling.srcc, color="0.2", linestyle="--", linewidth=1.2,
+                   label=f"human ceiling (SRCC {ceiling.srcc:.3f} / PLCC {ceiling.plcc:.3f})")
+    lowest = min([0.0] + [v for row in models for v in (row.srcc, row.plcc) if not math.isnan(v)])
+    ax.set_ylim(lowest - 0.05 if lowest < 0 else 0.0, 1.12)
+    ax.set_xticks(x, [f"{row.name}\n({row.modality})" for row in models], fontsize=9)
+    ax.set_ylabel("correlation with ground-truth mean score")
+    ax.set_title("SRCC and PLCC per model")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, fontsize=9, frameon=False)
+    return _png_bytes(fig)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the complete new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _RESULT_FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(rows, out_dir, dataset: str = "ava") -> list:
+    """Write leaderboard.csv, leaderboard.md, pred_vs_gt.png and correlation_bars.png.
+
+    Rows are ordered by SRCC with the human ceiling last. pred_vs_gt.png is written only
+    when some row carries mean-score arrays, correlation_bars.png only when there is a
+    model row. Returns the paths written.
+    """
+    rows = sorted_rows(rows)
+    if not rows:
+        raise ValueError("write_results: no rows to write")
+    models = [row for row in rows if not row.is_ceiling]
+    ceiling = next((row for row in rows if row.is_ceiling), None)
+    with_scores = [row for row in models if row.pred_mean is not None]
+
+    files = {"leaderboard.csv": _csv_bytes(rows, dataset), "leaderboard.md": _markdown_bytes(rows)}
+    if with_scores:
+        files["pred_vs_gt.png"] = _pred_vs_gt_png(with_scores)
+    if models:
+        files["correlation_bars.png"] = _correlation_bars_png(models, ceiling)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, data in files.items():
+        _atomic_write(out_dir / file_name, data)
+        written.append(out_dir / file_name)
+    return written
