@@ -1,0 +1,70 @@
+r"""NIMA baseline that builds offline.
+
+Reference:
+    Talebi, Milanfar. "NIMA: Neural Image Assessment." IEEE TIP 27(8), 2018.
+
+The same model as pyiqa's `NIMA` (timm backbone with `features_only=True` as `base_model`,
+global average pool, `classifier` = Flatten, Dropout, Linear, Softmax; the same forward and
+preprocessing), so pyiqa's published NIMA checkpoints (e.g. NIMA_VGG16_ava-dc4e8265.pth,
+key 'params') load into it from a local file. pyiqa's class always asks timm for
+pretrained weights, which downloads even with `pretrained: false`; here the backbone's
+weight source is an option and never downloads silently.
+"""
+import torch
+import torchvision.transforms.functional as TF
+from torch import nn
+
+from iaa_bench.archs.frozen_encoders import create_timm_model
+from iaa_bench.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
+
+
+def _load_nima_checkpoint(net: nn.Module, path: str):
+    """Load a pyiqa-style checkpoint (state dict under 'params', optional 'module.' prefixes) strictly."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("params", state)
+    net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+
+
+@ARCH_REGISTRY.register()
+class NIMABaseline(nn.Module):
+    """Neural IMage Assessment: ImageNet backbone + softmax over score bins.
+
+    Args:
+        base_model_name: timm backbone name.
+        backbone_weights: 'timm' (timm's cache or hub; fails fast offline naming
+            `network.backbone_weights`), 'offline-efficientnet-lite0' (with
+            base_model_name 'tf_efficientnet_lite0'), a local file or folder, or None
+            (random init). Not loaded when `pretrained_model_path` is given: the NIMA
+            checkpoint holds every backbone weight.
+        pretrained_model_path: local NIMA checkpoint (pyiqa format, key 'params') or None.
+        num_classes: score bins.
+        dropout_rate: dropout before the classifier's Linear.
+    """
+
+    def __init__(self, base_model_name: str = "vgg16", backbone_weights="timm", pretrained_model_path: str = None,
+                 num_classes: int = 10, dropout_rate: float = 0.0):
+        super().__init__()
+        weights = None if pretrained_model_path else backbone_weights
+        self.base_model = create_timm_model(base_model_name, weights, "network.backbone_weights", features_only=True)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        layers = [nn.Flatten(), nn.Dropout(p=dropout_rate),
+                  nn.Linear(self.base_model.feature_info.channels()[-1], num_classes)]
+        self.classifier = nn.Sequential(*layers, *([nn.Softmax(dim=-1)] if num_classes > 1 else []))
+        cfg = self.base_model.pretrained_cfg
+        self.input_size = cfg["input_size"][-1]
+        self.register_buffer("default_mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("default_std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        if pretrained_model_path:
+            _load_nima_checkpoint(self, pretrained_model_path)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """As pyiqa NIMA: in eval mode resize the short side to the input size and center-crop; normalise."""
+        if not self.training:
+            x = TF.center_crop(TF.resize(x, self.input_size), self.input_size)
+        return (x - self.default_mean) / self.default_std
+
+    def forward(self, x: torch.Tensor, return_mos: bool = True, return_dist: bool = False):
+        """x (B, 3, H, W) in [0, 1] -> mos (B, 1), dist (B, num_classes), or [mos, dist]."""
+        dist = self.classifier(self.global_pool(self.base_model(self.preprocess(x))[-1]))
+        outputs = ([dist_to_mos(dist)] if return_mos else []) + ([dist] if return_dist else [])
+        return outputs if len(outputs) > 1 else outputs[0]
