@@ -1,0 +1,112 @@
+"""AVA images + AVA-Comments text, read from a folder written by `iaa_bench/prepare_ava.py`.
+
+One dataset serves multimodal and image-only models with the same splits: without a
+`text` option no text is loaded or returned.
+
+Options (pyiqa dataset schema):
+    name, type: AVACommentsDataset, phase: train|val|test (set by pyiqa from the key)
+    dataroot: the prepared folder (meta_info.csv, report.json, comments store)
+    dataroot_target: image folder; default: `image_dir` of report.json
+    split: train|val|test (default: phase) -- rows with that `official_split` code
+    augment: pyiqa's transform options (resize, hflip, random_crop, ...); img_range: 1.0
+    text: {tokenizer: name or path ('offline-minilm'), max_length: 512, separator: ' ',
+           comment_fraction: 1.0, seed: 0}
+
+Sample keys: `img` (3,H,W float in [0, img_range]), `mos_dist` (10 vote shares, sum 1),
+`mos_label` (shape (1,), MOS on the 1..10 scale -- pyiqa's AVADataset divides it by 10,
+this one does not), `img_path`; with `text` also `text_ids` and `text_mask` (LongTensor
+(max_length,), mask 1 = real token), padded to max_length so default collation works.
+
+Comments of an image are joined with `separator` and tokenised here, once per sample,
+truncated to max_length. With comment_fraction < 1, round(fraction * n) comments are kept
+(at least one when the image has any), drawn by an RNG seeded by (seed, index, epoch) and
+kept in their original order; `epoch` changes only in the train phase (`set_epoch`), so
+val/test draws are fixed. An image without comments gets the tokenisation of the empty
+string ([CLS] [SEP] for BERT-like tokenizers) with a valid mask.
+
+Scale: the comments store keeps 24 bytes of index per image in memory and reads one
+record per sample with `os.pread`, so DataLoader workers (forked) hold no comment text
+beyond the current batch. See `iaa_bench/prepare_ava.py` for decode costs and where a
+frozen-feature cache plugs in.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from iaa_bench.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
+from iaa_bench.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
+
+_TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
+
+
+@DATASET_REGISTRY.register()
+class AVACommentsDataset(BaseIQADataset):
+    """AVA images, vote distributions and (optionally) tokenised comments of one split."""
+
+    def init_path_mos(self, opt):
+        root = Path(opt["dataroot"]).expanduser()
+        with open(root / "report.json", encoding="utf-8") as f:
+            recorded = Path(json.load(f)["image_dir"])
+        self.image_dir = Path(opt["dataroot_target"]).expanduser() if opt.get("dataroot_target") else root / recorded
+        self.meta_info = pd.read_csv(root / "meta_info.csv")
+        self.paths_mos = self.meta_info.values.tolist()
+        self.text_opt = {**_TEXT_DEFAULTS, **opt["text"]} if opt.get("text") else None
+        self.store = CommentStore(root)
+        self.epoch = 0
+        if self.text_opt is not None:
+            from iaa_bench.pretrained import load_tokenizer
+
+            self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
+
+    def get_split(self, opt):
+        split = opt.get("split", self.phase)
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split must be one of {list(SPLIT_CODES)}, got {split!r}")
+        codes = self.meta_info["official_split"].tolist()
+        self.paths_mos = [row for row, code in zip(self.paths_mos, codes) if code == SPLIT_CODES[split]]
+        ids = [int(Path(row[0]).stem) for row in self.paths_mos]
+        self._comment_offsets, self._comment_lengths = self.store.spans(ids)
+
+    def set_epoch(self, epoch: int):
+        """Draw a new comment subset per training epoch (no effect outside phase 'train')."""
+        self.epoch = epoch
+
+    def comments(self, index: int) -> list:
+        """All stored comments of sample `index`, in file order."""
+        return self.store.read(self._comment_offsets[index], self._comment_lengths[index])
+
+    def selected_comments(self, index: int) -> list:
+        """The comments fed to the tokenizer: all, or a seeded `comment_fraction` of them."""
+        comments = self.comments(index)
+        fraction = self.text_opt["comment_fraction"]
+        if fraction >= 1.0 or not comments:
+            return comments
+        keep = max(1, math.floor(fraction * len(comments) + 0.5)) if fraction > 0 else 0
+        epoch = self.epoch if self.phase == "train" else 0
+        rng = np.random.default_rng([self.text_opt["seed"], index, epoch])
+        return [comments[i] for i in sorted(rng.choice(len(comments), size=keep, replace=False))]
+
+    def __getitem__(self, index):
+        row = self.paths_mos[index]
+        img_path = str(self.image_dir / row[0])
+        with Image.open(img_path) as img:
+            img_tensor = self.trans(img.convert("RGB")) * self.img_range
+        votes = torch.tensor(row[2:2 + NUM_BINS], dtype=torch.float32)
+        sample = {
+            "img": img_tensor,
+            "mos_dist": votes / votes.sum(),
+            "mos_label": torch.tensor([row[1]], dtype=torch.float32),
+            "img_path": img_path,
+        }
+        if self.text_opt is not None:
+            tokens = self.tokenizer(self.text_opt["separator"].join(self.selected_comments(index)),
+                                    max_length=self.text_opt["max_length"], truncation=True,
+                                    padding="max_length", return_tensors="pt")
+            sample["text_ids"] = tokens["input_ids"][0].long()
+            sample["text_mask"] = tokens["attention_mask"][0].long()
+        return sample
