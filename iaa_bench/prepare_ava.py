@@ -8,7 +8,8 @@ prepared folder:
   reads it with `split_index: official_split`. Missing and corrupt images are left out.
 - `comments.jsonl` + `comments_index.npy`: the comments store (`CommentStore`).
 - `report.json`: counts, the excluded ids, the options used, and `image_dir` (absolute;
-  relative to the prepared folder only when the images live inside it, as in the demo).
+  relative to the prepared folder only when the images live inside it, as in the demo;
+  the input paths likewise).
 
 Splits: test = ids of `--test-list`; without one, a seeded `--test-fraction` (default 0.2)
 of all rows. val = a seeded `--val-fraction` (default 0.05) of the remaining rows;
@@ -161,9 +162,9 @@ def prepare(args, dest: Path) -> dict:
         "test_ids_unknown": len(test_ids - set(splits)) if test_ids is not None else None,
         "missing_ids": bad["missing"],
         "corrupt_ids": bad["corrupt"],
-        "image_dir": _recorded_image_dir(image_dir, dest),
-        "inputs": {"labels": str(args.ava_txt.resolve()), "comments": str(args.comments.resolve()),
-                   "test_list": str(args.test_list.resolve()) if args.test_list else None},
+        "image_dir": _recorded_path(image_dir, dest),
+        "inputs": {"labels": _recorded_path(args.ava_txt, dest), "comments": _recorded_path(args.comments, dest),
+                   "test_list": _recorded_path(args.test_list, dest) if args.test_list else None},
         "options": {"val_fraction": args.val_fraction, "seed": args.seed,
                     "test_fraction": None if args.test_list else args.test_fraction},
     }
@@ -173,12 +174,12 @@ def prepare(args, dest: Path) -> dict:
     return report
 
 
-def _recorded_image_dir(image_dir: Path, dest: Path) -> str:
-    """Absolute, or relative to the prepared folder when the images live inside it (movable)."""
+def _recorded_path(path: Path, dest: Path) -> str:
+    """Absolute, or relative to the prepared folder when inside it (the folder stays movable)."""
     try:
-        return str(image_dir.relative_to(dest.resolve()))
+        return str(path.resolve().relative_to(dest.resolve()))
     except ValueError:
-        return str(image_dir)
+        return str(path.resolve())
 
 
 def refuse_existing(out: Path, overwrite: bool):
