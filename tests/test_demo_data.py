@@ -1,0 +1,54 @@
+"""make_demo_data: offline, deterministic for a seed, and prepared with the exclusions reported."""
+import hashlib
+import json
+import socket
+
+import pytest
+
+from iaa_bench import make_demo_data
+
+
+def file_hashes(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+def build(out, seed=0):
+    assert make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--seed", str(seed),
+                                "--workers", "1", "--no-progress"]) == 0
+    return file_hashes(out)
+
+
+def test_same_seed_same_bytes_and_offline(tmp_path, no_network):
+    first = build(tmp_path / "a")
+    assert first == build(tmp_path / "b")
+    assert first != build(tmp_path / "c", seed=1)
+    assert {"meta_info.csv", "report.json", "comments.jsonl", "comments_index.npy", "raw/AVA.txt",
+            "raw/AVA_Comments_Full.txt", "raw/generic_test.jpgl"} <= set(first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no staging left behind
+
+
+def test_report_shows_exclusions_and_splits(tmp_path, no_network):
+    build(tmp_path / "demo")
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert (report["label_rows"], report["images_missing"], report["images_corrupt"]) == (40, 2, 1)
+    assert report["rows"] == 37 == report["train"] + report["val"] + report["test"]
+    assert report["test"] == 8 and report["test_ids_listed"] == 8  # 20% of ids; broken ones are never test
+    assert report["comment_lines_skipped"] == 1 and report["image_dir"] == "raw/images"
+    assert report["with_comments"] + report["without_comments"] == 37
+
+
+def test_refuses_non_empty_out(tmp_path, capsys):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "keep").write_text("x")
+    assert make_demo_data.main(["--out", str(tmp_path / "demo"), "--n", "5"]) != 0
+    assert "--overwrite" in capsys.readouterr().err
