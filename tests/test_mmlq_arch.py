@@ -1,0 +1,182 @@
+"""MMLQ: outputs, frozen encoders, text masking, missing comments, modalities, checkpoints, paper size."""
+import pytest
+import torch
+
+import iaa_bench  # noqa: F401  (registers MMLQ)
+from iaa_bench.archs.frozen_encoders import (
+    FrozenEncoderMismatchError,
+    frozen_identity,
+    load_trainable_state_dict,
+    trainable_state_dict,
+)
+from iaa_bench.archs.mmlq_arch import MMLQ
+from iaa_bench.pyiqa_adapter import build_network
+
+TINY_IMAGE = dict(name="resnet10t", weights=None, img_size=64)
+TINY_TEXT = dict(name="tiny-bert", max_length=24, weights=None,
+                 config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             vocab_size=100))
+TINY = dict(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT, num_visual_queries=4, num_text_queries=3, dim=32,
+            num_heads=4, depth=2, dropout=0.1)
+
+
+def tiny_mmlq(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return MMLQ(**{**TINY, **overrides})
+
+
+def batch(seed=1, size=3, length=12):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(size, 3, 64, 64, generator=g)
+    ids = torch.randint(1, 100, (size, length), generator=g)
+    mask = torch.ones(size, length, dtype=torch.long)
+    mask[1, 7:] = 0
+    return img, ids, mask
+
+
+def test_registered_and_outputs_follow_pyiqa_convention():
+    net = build_network(dict(type="MMLQ", **TINY)).eval()
+    img, ids, mask = batch()
+    mos, dist = net(img, ids, mask, return_mos=True, return_dist=True)
+    assert dist.shape == (3, 10) and torch.allclose(dist.sum(1), torch.ones(3))
+    assert mos.shape == (3, 1) and ((mos >= 1) & (mos <= 10)).all()
+    assert net(img, ids, mask).shape == (3, 1)
+    assert net(img, ids, mask, return_mos=False, return_dist=True).shape == (3, 10)
+    feat = net.forward_features(img, ids, mask)
+    assert feat.shape == (3, 64) and torch.allclose(net.forward_head(feat), dist)
+
+
+def test_gradients_reach_queries_and_head_never_encoders():
+    net = tiny_mmlq().train()
+    img, ids, mask = batch()
+    net(img, ids, mask, return_dist=True)[1].log().sum().backward()
+    for name, p in net.named_parameters():
+        if name.startswith(("image_encoder.", "text_encoder.")):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad, name
+    assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in net.queries.values())
+    assert net.head.mlp[0].weight.grad.abs().sum() > 0 and net.null_text.grad is not None
+    trainable = {id(p) for p in net.parameters() if p.requires_grad}
+    assert not trainable & {id(p) for p in [*net.image_encoder.parameters(), *net.text_encoder.parameters()]}
+
+
+def test_train_mode_keeps_encoders_in_eval():
+    net = tiny_mmlq().train()
+    assert net.training and net.blocks[0].self_attn.training
+    assert not any(m.training for m in [*net.image_encoder.modules(), *net.text_encoder.modules()])
+
+
+def test_padding_tokens_do_not_change_the_output():
+    net = tiny_mmlq().eval()
+    img, ids, mask = batch()
+    padded_ids = torch.cat([ids, torch.randint(1, 100, (3, 8))], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(3, 8, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        short, long = net(img, ids, mask, return_dist=True)[1], net(img, padded_ids, padded_mask, return_dist=True)[1]
+        assert torch.allclose(short, long, atol=1e-6)
+        # the output does depend on the unpadded text
+        assert not torch.allclose(short, net(img, ids.flip(1), mask, return_dist=True)[1], atol=1e-6)
+
+
+def test_missing_comments_attend_to_the_null_token_only():
+    net = tiny_mmlq().eval()
+    img, ids, mask = batch()
+    special_only = torch.zeros_like(mask)
+    special_only[:, :2] = 1  # a tokenised empty string: [CLS] [SEP]
+    with torch.no_grad():
+        none = net(img, None, None, return_dist=True)[1]
+        zeros = net(img, ids, torch.zeros_like(mask), return_dist=True)[1]
+        bare = net(img, ids, special_only, return_dist=True)[1]
+        with_text = net(img, ids, mask, return_dist=True)[1]
+    assert torch.isfinite(none).all() and torch.allclose(none, zeros, atol=1e-6) and torch.allclose(none, bare, atol=1e-6)
+    assert not torch.allclose(none, with_text, atol=1e-6)
+
+
+def test_comment_dropout_drops_whole_texts_in_training_only():
+    net = tiny_mmlq(comment_dropout=1.0, dropout=0.0)
+    img, ids, mask = batch()
+    with torch.no_grad():
+        dropped = net.train()(img, ids, mask, return_dist=True)[1]
+        assert torch.allclose(dropped, net.eval()(img, None, None, return_dist=True)[1], atol=1e-6)
+        assert not torch.allclose(dropped, net(img, ids, mask, return_dist=True)[1], atol=1e-6)
+
+
+def test_image_only_and_text_only_build_and_run_one_encoder():
+    image_only = tiny_mmlq(modality="image").eval()
+    assert image_only.text_encoder is None and not image_only.uses_text and MMLQ.uses_text
+    assert not any(n.startswith("text_encoder") for n, _ in image_only.named_modules())
+    assert set(image_only.queries) == {"visual"}
+    img, ids, mask = batch()
+    assert image_only(img).shape == (3, 1)
+    assert image_only.forward_features(img).shape == (3, 32)
+
+    text_only = tiny_mmlq(modality="text").eval()
+    assert text_only.image_encoder is None and text_only.uses_text
+    assert text_only(None, ids, mask).shape == (3, 1)
+    assert torch.isfinite(text_only(None, ids, torch.zeros_like(mask))).all()
+
+
+def test_precomputed_features_match_running_the_encoders():
+    net = tiny_mmlq().eval()
+    img, ids, mask = batch()
+    with torch.no_grad():
+        direct = net(img, ids, mask, return_dist=True)[1]
+        cached = net(None, None, mask, return_dist=True, image_feats=net.encode_image(img),
+                     text_feats=net.encode_text(ids, mask))[1]
+    assert torch.allclose(direct, cached, atol=1e-6)
+
+
+@pytest.mark.parametrize("self_attn,ffn", [("separate", "separate"), ("joint", "separate"), ("separate", "shared")])
+def test_replaceable_layers(self_attn, ffn):
+    net = tiny_mmlq(self_attn=self_attn, ffn=ffn).eval()
+    block = net.blocks[0]
+    assert isinstance(block.self_attn, torch.nn.ModuleDict) == (self_attn == "separate")
+    assert isinstance(block.ffn, torch.nn.ModuleDict) == (ffn == "separate")
+    img, ids, mask = batch()
+    assert torch.isfinite(net(img, ids, mask)).all()
+
+
+def test_checkpoint_keeps_trainable_part_and_checks_encoder_identity():
+    net = tiny_mmlq(seed=0).eval()
+    state, identity = trainable_state_dict(net), frozen_identity(net)
+    assert set(identity) == {"image_encoder", "text_encoder"}
+    assert not any(k.startswith(("image_encoder.", "text_encoder.")) for k in state)
+    n_state = sum(v.numel() for v in state.values())
+    assert n_state == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert n_state < sum(v.numel() for v in net.state_dict().values()) / 4
+
+    fresh = tiny_mmlq(seed=0).eval()  # same encoders (seeded random init), then re-randomise the trainable part
+    torch.manual_seed(5)
+    fresh._init_weights()
+    img, ids, mask = batch()
+    with torch.no_grad():
+        expected = net(img, ids, mask, return_dist=True)[1]
+        assert not torch.allclose(fresh(img, ids, mask, return_dist=True)[1], expected, atol=1e-6)
+        load_trainable_state_dict(fresh, state, identity)
+        assert torch.allclose(fresh(img, ids, mask, return_dist=True)[1], expected, atol=1e-6)
+
+    other = tiny_mmlq(image_encoder=dict(TINY_IMAGE, img_size=96))
+    with pytest.raises(FrozenEncoderMismatchError, match="image_encoder.img_size"):
+        load_trainable_state_dict(other, state, identity)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        load_trainable_state_dict(fresh, {**state, "extra.weight": torch.zeros(1)}, identity)
+
+
+def test_paper_size_builds_and_counts_trainable_parameters():
+    torch.manual_seed(0)
+    net = MMLQ(image_encoder=dict(name="vit_large_patch14_clip_224", weights=None, img_size=224),
+               text_encoder=dict(name="bert-base-shaped", max_length=512, weights=None,
+                                 config=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                             intermediate_size=3072, vocab_size=30522)),
+               num_visual_queries=32, num_text_queries=32, dim=768, num_heads=12, depth=6)
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    print(f"paper-size MMLQ: {trainable / 1e6:.2f} M trainable, {frozen / 1e6:.1f} M frozen")
+    assert net.image_encoder.out_dim == 1024 and net.text_encoder.out_dim == 768
+    assert 55e6 < trainable < 90e6 and frozen > 350e6
+    # a forward on precomputed features of the right shapes (the encoders are exercised elsewhere)
+    with torch.no_grad():
+        out = net(image_feats=torch.randn(1, 257, 1024), text_feats=torch.randn(1, 64, 768),
+                  text_mask=torch.ones(1, 64), return_dist=True)
+    assert out[1].shape == (1, 10)
