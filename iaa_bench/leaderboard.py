@@ -58,7 +58,8 @@ class LeaderboardRow:
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
-            raise ValueError(f"LeaderboardRow {self.name!r}: modality must be one of {MODALITIES}, got {self.modality!r}")
+            raise ValueError(f"LeaderboardRow {self.name!r}: modality must be one of {MODALITIES}, "
+                             f"got {self.modality!r}")
         if (self.pred_mean is None) != (self.gt_mean is None):
             raise ValueError(f"LeaderboardRow {self.name!r}: give both pred_mean and gt_mean or neither")
 
