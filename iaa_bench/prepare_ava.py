@@ -58,6 +58,7 @@ from iaa_bench.ava_formats import (  # noqa: E402
     write_comment_store,
 )
 
+SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 META_INFO_FILE = "meta_info.csv"
 REPORT_FILE = "report.json"
 META_COLUMNS = ["img_name", "MOS", *[f"c{i}" for i in range(1, NUM_BINS + 1)],
@@ -149,7 +150,7 @@ def prepare(args, dest: Path) -> dict:
             split = splits[image_id]
             f.write(f"{image_id}.jpg,{mean_score(votes):.6f},{','.join(map(str, votes))},{tags[0]},{tags[1]},{split}\n")
             counts["rows"] += 1
-            counts[next(k for k, v in SPLIT_CODES.items() if v == split)] += 1
+            counts[SPLIT_NAMES[split]] += 1
             counts["with_comments" if n_bytes else "without_comments"] += 1
     bad = {s: [i for i, st in zip(labels.ids, status) if st == s] for s in ("missing", "corrupt")}
     report = {
