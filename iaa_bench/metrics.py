@@ -22,8 +22,13 @@ ACC_THRESHOLD = 5.0
 
 
 def mean_score(dist) -> np.ndarray:
-    """Mean score on the 1..10 scale of (N, 10) distributions (normalised first)."""
+    """Mean score on the 1..10 scale of (N, 10) distributions (normalised first).
+
+    (N,) arrays are already scores (archs that predict a scalar) and pass through.
+    """
     dist = np.asarray(dist, dtype=np.float64)
+    if dist.ndim == 1:
+        return dist
     dist = dist / dist.sum(axis=-1, keepdims=True)
     return dist @ np.arange(1, dist.shape[-1] + 1, dtype=np.float64)
 
@@ -62,6 +67,8 @@ def aesthetic_rmse(pred_dist, gt_dist):
 def aesthetic_emd(pred_dist, gt_dist, r: int = 2):
     pred = np.asarray(pred_dist, dtype=np.float64)
     gt = np.asarray(gt_dist, dtype=np.float64)
+    if pred.ndim == 1:
+        return float("nan")  # a scalar prediction has no distribution
     pred, gt = pred / pred.sum(-1, keepdims=True), gt / gt.sum(-1, keepdims=True)
     cdf_diff = np.cumsum(pred, -1) - np.cumsum(gt, -1)
     return float(np.mean(np.mean(np.abs(cdf_diff) ** r, -1) ** (1.0 / r)))

@@ -1,1 +1,286 @@
-"""Training model (feed_data / optimize_parameters / validation): in progress."""
+"""The training model: pyiqa's `DistIQAModel` contract, multimodal and fixed.
+
+`IAAModel` (registered in pyiqa's MODEL_REGISTRY) feeds a batch to any registered
+architecture: image-only archs (pyiqa's NIMA, NIMABaseline, ...) get `net(img, ...)`,
+archs with `uses_text = True` (MMLQ) also get `text_ids` / `text_mask`, and cached
+frozen features (`image_feats`, `text_feats`) when the batch carries them. Archs that
+return a 10-bin distribution (`return_dist`) train with a distribution loss (EMD) and are
+validated on distributions; scalar archs train on the mean score.
+
+What it fixes in pyiqa's models (kept here, in one place): CPU and gloo DDP (pyiqa
+passes CUDA device ids), `pretrain_network_g`/`strict_load_g` honoured, only trainable
+parameters optimised and checkpointed (frozen encoders are neither), network weights
+included in training states, atomic checkpoint writes, metrics gathered across ranks,
+no host sync per step (losses are logged at `print_freq`), and optional AMP.
+"""
+import inspect
+import logging
+import math
+from collections import OrderedDict
+from contextlib import nullcontext
+from os import path as osp
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from iaa_bench import checkpoint as ckpt
+from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics
+from iaa_bench.offline import weights_required
+from iaa_bench.options import resolve_device
+from iaa_bench.pyiqa_adapter import LOGGER_NAME, MODEL_REGISTRY, BaseModel, build_loss, build_network
+
+log = logging.getLogger(LOGGER_NAME)
+
+TEXT_KEYS = ("text_ids", "text_mask")
+FEATURE_KEYS = ("image_feats", "text_feats")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_net(network_opt: dict) -> torch.nn.Module:
+    """Build a registered architecture; a needed download fails fast, naming the option."""
+    with weights_required(f"network (type {network_opt.get('type')}): its local-weights option",
+                          f"the pre-trained weights of {network_opt.get('type')}"):
+        return build_network(network_opt)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@MODEL_REGISTRY.register()
+class IAAModel(BaseModel):
+    """Train / validate / checkpoint one aesthetics network (see module docstring)."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.is_train = opt["is_train"]
+        self.device = resolve_device(opt)
+        self.schedulers, self.optimizers = [], []
+        self.log_dict = OrderedDict()
+        self.best_metric_results = {}
+        self.key_metric = (opt.get("val") or {}).get("key_metric")
+
+        net = build_net(opt["network"])
+        self.uses_text = getattr(net, "uses_text", False)
+        self.returns_dist = "return_dist" in inspect.signature(net.forward).parameters
+        self._load_pretrained(net)
+        self.net = self._to_device(net)
+
+        amp = (opt.get("train") or {}).get("amp", "none") if self.is_train else (opt.get("val") or {}).get("amp", "none")
+        self.amp_dtype = AMP_DTYPES.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16 and self.device.type == "cuda")
+        if self.is_train:
+            self.init_training_settings()
+
+    # ------------------------------------------------------------------ setup
+    def _load_pretrained(self, net):
+        paths = self.opt.get("path", {})
+        load_path = paths.get("pretrain_network") or paths.get("pretrain_network_g")
+        if load_path:
+            strict = paths.get("strict_load", paths.get("strict_load_g", True))
+            param_key = paths.get("param_key", paths.get("param_key_g", "params"))
+            ckpt.load_network_checkpoint(net, load_path, strict=strict, param_key=param_key)
+            log.info(f"Loaded network weights from {load_path} (strict={strict})")
+
+    def _to_device(self, net):
+        net = net.to(self.device)
+        if self.opt.get("dist"):
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get("find_unused_parameters", False))
+        return net
+
+    def init_training_settings(self):
+        self.net.train()
+        train_opt = self.opt["train"]
+        self.nonfinite_policy = train_opt.get("nonfinite_loss", "stop")
+        self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device) if train_opt.get("mos_loss_opt") else None
+        if self.cri_mos is None:
+            raise ValueError("train.mos_loss_opt is required (e.g. {type: ScoreDistEMDLoss, r: 2})")
+        self.setup_optimizers()
+        if train_opt.get("scheduler"):
+            self.setup_schedulers()
+
+    def setup_optimizers(self):
+        """Only trainable parameters; `lr_<name>` keys give modules whose name contains <name> their own lr."""
+        optim_opt = dict(self.opt["train"]["optim"])
+        optim_type = optim_opt.pop("type")
+        named = [(k, p) for k, p in ckpt.bare(self.net).named_parameters() if p.requires_grad]
+        groups = []
+        for key in [k for k in optim_opt if k.startswith("lr_")]:
+            module_key = key[3:]
+            params = [p for k, p in named if module_key in k]
+            named = [(k, p) for k, p in named if module_key not in k]
+            groups.append({"params": params, "lr": optim_opt.pop(key),
+                           "weight_decay": optim_opt.pop(f"weight_decay_{module_key}", 0.0)})
+        groups.append({"params": [p for _, p in named]})
+        groups = [g for g in groups if g["params"]]
+        self.optimizer = getattr(torch.optim, optim_type)(groups, **optim_opt)
+        self.optimizers.append(self.optimizer)
+        n_train = sum(p.numel() for g in groups for p in g["params"])
+        n_total = sum(p.numel() for p in ckpt.bare(self.net).parameters())
+        log.info(f"Optimising {n_train:,d} of {n_total:,d} parameters ({optim_type})")
+
+    # --------------------------------------------------------------- forward
+    def feed_data(self, data):
+        self.batch = {k: v.to(self.device, non_blocking=True) for k, v in data.items() if torch.is_tensor(v)}
+        self.img_paths = data.get("img_path")
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def net_forward(self, net):
+        """(mos, dist) from the batch; dist is None for scalar archs."""
+        b = self.batch
+        kwargs = {}
+        if self.uses_text:
+            kwargs.update({k: b[k] for k in (*TEXT_KEYS, *FEATURE_KEYS) if k in b})
+        img = b.get("img")
+        with self._autocast():
+            if self.returns_dist:
+                mos, dist = net(img, return_mos=True, return_dist=True, **kwargs)
+                return mos.float(), dist.float()
+            return net(img, **kwargs).float(), None
+
+    def _targets(self):
+        gt_dist = self.batch.get("mos_dist")
+        gt_mos = self.batch["mos_label"].reshape(-1, 1)
+        return gt_mos, gt_dist
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer.zero_grad(set_to_none=True)
+        mos, dist = self.net_forward(self.net)
+        gt_mos, gt_dist = self._targets()
+        loss = self.cri_mos(dist, gt_dist) if dist is not None else self.cri_mos(mos, gt_mos)
+        if self.nonfinite_policy != "ignore" and not torch.isfinite(loss):
+            names = ", ".join(osp.basename(p) for p in (self.img_paths or [])[:8])
+            if self.nonfinite_policy == "skip":
+                log.warning(f"Non-finite loss at iter {current_iter} (images: {names}); batch skipped")
+                self.skipped_batches = getattr(self, "skipped_batches", 0) + 1
+                return
+            raise NonFiniteLossError(f"Non-finite loss ({loss.item()}) at iter {current_iter}; batch images: {names}. "
+                                     "Nothing was saved from this step (train.nonfinite_loss: skip to skip such batches)")
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.last_loss = loss.detach()
+        self._loss_sum = self._loss_sum + self.last_loss if hasattr(self, "_loss_sum") else self.last_loss
+        self._loss_count = getattr(self, "_loss_count", 0) + 1
+
+    def get_current_log(self):
+        """Mean loss since the previous call (the one host sync, at log intervals)."""
+        if getattr(self, "_loss_count", 0):
+            mean = self._loss_sum / self._loss_count
+            if self.opt.get("dist"):
+                torch.distributed.all_reduce(mean)
+                mean = mean / self.opt["world_size"]
+            self.log_dict = OrderedDict(l_mos=float(mean))
+            del self._loss_sum
+            self._loss_count = 0
+        return self.log_dict
+
+    def test(self):
+        self.net.eval()
+        with torch.no_grad():
+            self.output_mos, self.output_dist = self.net_forward(self.net)
+        self.net.train(self.is_train)
+
+    # ------------------------------------------------------------ validation
+    def predict(self, dataloader, desc="Test", show_progress=False):
+        """Predictions and targets over a loader, gathered from every rank.
+
+        Returns (pred, gt, img_paths): (N, 10) distributions when the arch has them
+        and the data has `mos_dist`, otherwise (N,) mean scores.
+        """
+        preds, gts, paths = [], [], []
+        bar = tqdm(total=len(dataloader), desc=desc, unit="batch", disable=not show_progress, leave=False)
+        for data in dataloader:
+            self.feed_data(data)
+            self.test()
+            gt_mos, gt_dist = self._targets()
+            use_dist = self.output_dist is not None and gt_dist is not None
+            preds.append((self.output_dist if use_dist else self.output_mos.reshape(-1)).cpu())
+            gts.append((gt_dist if use_dist else gt_mos.reshape(-1)).cpu())
+            paths.extend(self.img_paths or [])
+            bar.update(1)
+        bar.close()
+        pred, gt = torch.cat(preds).numpy(), torch.cat(gts).numpy()
+        if self.opt.get("dist"):
+            gathered = [None] * self.opt["world_size"]
+            torch.distributed.all_gather_object(gathered, (pred, gt, paths))
+            pred = np.concatenate([g[0] for g in gathered])
+            gt = np.concatenate([g[1] for g in gathered])
+            paths = [p for g in gathered for p in g[2]]
+        return pred, gt, paths
+
+    def validation(self, dataloader, current_iter, tb_logger=None, save_img=False):
+        dataset_name = dataloader.dataset.opt["name"]
+        val_opt = self.opt.get("val") or {}
+        metric_opts = val_opt.get("metrics") or DEFAULT_VAL_METRICS
+        show = bool(val_opt.get("pbar", True)) and self.opt.get("rank", 0) == 0 and self.opt.get("show_progress", False)
+        pred, gt, _ = self.predict(dataloader, desc=f"Val {dataset_name}", show_progress=show)
+        self.metric_results = compute_metrics(pred, gt, metric_opts)
+        self._record_best(dataset_name, metric_opts, current_iter)
+        if self.opt.get("rank", 0) == 0:
+            msg = " ".join(f"{k}={v:.4f}" for k, v in self.metric_results.items())
+            log.info(f"Validation {dataset_name} @ iter {current_iter}: {msg}")
+            if tb_logger is not None:
+                for k, v in self.metric_results.items():
+                    tb_logger.add_scalar(f"val_metrics/{dataset_name}/{k}", v, current_iter)
+        return self.metric_results
+
+    def _record_best(self, dataset_name, metric_opts, current_iter):
+        record = self.best_metric_results.setdefault(dataset_name, {
+            name: {"better": o.get("better", "higher"), "val": -math.inf if o.get("better", "higher") == "higher" else math.inf,
+                   "iter": -1} for name, o in metric_opts.items()})
+        improved = [name for name, v in self.metric_results.items() if not math.isnan(v) and (
+            v >= record[name]["val"] if record[name]["better"] == "higher" else v <= record[name]["val"])]
+        key = self.key_metric
+        if key is not None:
+            if key not in self.metric_results:
+                raise KeyError(f"val.key_metric `{key}` is not one of val.metrics: {list(self.metric_results)}")
+            improved = list(self.metric_results) if key in improved else []
+        for name in improved:
+            record[name].update(val=self.metric_results[name], iter=current_iter)
+        if improved and self.is_train and self.opt.get("rank", 0) == 0:
+            self.save_network_file("net_best")
+
+    # ---------------------------------------------------------- checkpoints
+    def save_network_file(self, label):
+        path = osp.join(self.opt["path"]["models"], f"{label}.pth")
+        ckpt.atomic_torch_save(ckpt.network_checkpoint(self.net), path)
+        return path
+
+    def training_state(self, epoch, current_iter):
+        return {
+            "epoch": epoch, "iter": current_iter,
+            "network": ckpt.network_checkpoint(self.net),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "scaler": self.scaler.state_dict(),
+            "best_metric_results": self.best_metric_results,
+            "rng": ckpt.rng_state(),
+        }
+
+    def save(self, epoch, current_iter, keep_states=0):
+        """Save `net_<iter>.pth`, `net_latest.pth` and `training_states/<iter>.state` (rank 0)."""
+        if self.opt.get("rank", 0) != 0:
+            return
+        self.save_network_file(f"net_{current_iter}")
+        self.save_network_file("net_latest")
+        folder = self.opt["path"]["training_states"]
+        ckpt.atomic_torch_save(self.training_state(epoch, current_iter), osp.join(folder, f"{current_iter}{ckpt.STATE_SUFFIX}"))
+        ckpt.prune_states(folder, keep_states)
+
+    def resume_training(self, state):
+        """Restore network weights (pyiqa restores none), optimizers, schedulers, scaler, best metrics."""
+        ckpt.load_network_checkpoint(self.net, state["network"])
+        for o, s in zip(self.optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_metric_results = state.get("best_metric_results", {})

@@ -31,4 +31,41 @@ __all__ = [
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
+    "is_registered", "registered_names",
 ]
+
+# pyiqa imports its archs, datasets and models lazily; when its guess of the module name
+# fails it imports every module of the package (seconds, and a wrong name still fails).
+# `is_registered` imports only the module that defines the name, found by a text search,
+# so a typo is answered at once.
+_LAZY_MODULES = {
+    "arch": (ARCH_REGISTRY, "pyiqa.archs", "_arch"),
+    "dataset": (DATASET_REGISTRY, "pyiqa.data", "_dataset"),
+    "model": (MODEL_REGISTRY, "pyiqa.models", "_model"),
+    "loss": (LOSS_REGISTRY, None, None),
+    "metric": (METRIC_REGISTRY, None, None),
+}
+
+
+def is_registered(kind: str, name: str) -> bool:
+    """Whether `name` is in pyiqa's `kind` registry, importing only the module defining it."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    registry, package, suffix = _LAZY_MODULES[kind]
+    if name in registry or package is None:
+        return name in registry
+    folder = Path(importlib.import_module(package).__file__).parent
+    defines = re.compile(rf"^(class|def) {re.escape(name)}\b", re.M)
+    for file in sorted(folder.glob(f"*{suffix}.py")):
+        if defines.search(file.read_text(encoding="utf-8", errors="replace")):
+            importlib.import_module(f"{package}.{file.stem}")
+            if name in registry:
+                return True
+    return False
+
+
+def registered_names(kind: str) -> list[str]:
+    """Names registered so far (pyiqa's lazily imported ones appear once imported)."""
+    return sorted(_LAZY_MODULES[kind][0].keys())

@@ -28,3 +28,30 @@ def register_all():
                *_component_modules("iaa_bench.datasets", "_dataset")]
     for name in modules:
         importlib.import_module(name)
+
+
+def load_plugins(entries, option_file: str = "") -> None:
+    """Import user components named in an option file's `plugins:` list.
+
+    Each entry is a `.py` file (relative to the option file's folder, or absolute) or an
+    importable module name; importing it runs its `@ARCH_REGISTRY.register()` decorators.
+    """
+    import os
+    import sys
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    base = os.path.dirname(os.path.abspath(option_file)) if option_file else os.getcwd()
+    for entry in entries or []:
+        if str(entry).endswith(".py"):
+            path = entry if os.path.isabs(entry) else os.path.join(base, entry)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{option_file}: plugins: file not found: {path}")
+            name = f"iaa_bench_plugin_{os.path.splitext(os.path.basename(path))[0]}"
+            if name in sys.modules:
+                continue
+            spec = spec_from_file_location(name, path)
+            module = module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(entry)

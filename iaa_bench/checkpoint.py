@@ -1,0 +1,123 @@
+"""Crash-safe checkpoints and training states.
+
+Every file is written to a temporary name in the same folder, fsynced, then renamed,
+so a crash or a full disk never leaves a half-written checkpoint where a good one was.
+Network checkpoints hold only trainable weights plus the identity of each frozen
+encoder (frozen weights are reloaded from their source, and the identity is checked).
+Training states hold everything needed to continue bit-for-bit: network, optimizers,
+schedulers, grad scaler, counters, best metrics and every RNG state.
+"""
+import logging
+import os
+import random
+import re
+import tempfile
+from os import path as osp
+
+import numpy as np
+import torch
+
+from iaa_bench.pyiqa_adapter import LOGGER_NAME
+
+STATE_SUFFIX = ".state"
+log = logging.getLogger(LOGGER_NAME)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """torch.save to `path` atomically; on failure the previous file is untouched."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{osp.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        if isinstance(err, OSError):
+            raise CheckpointError(f"Could not write {path}: {err}; the previous file is intact") from err
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def bare(net: torch.nn.Module) -> torch.nn.Module:
+    return net.module if isinstance(net, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else net
+
+
+def network_checkpoint(net: torch.nn.Module) -> dict:
+    """{'params': trainable weights, 'frozen_identity': {...}} (pyiqa's `params` key)."""
+    from iaa_bench.archs.frozen_encoders import frozen_identity, trainable_state_dict
+
+    net = bare(net)
+    return {"params": {k: v.detach().cpu() for k, v in trainable_state_dict(net).items()},
+            "frozen_identity": frozen_identity(net)}
+
+
+def load_network_checkpoint(net: torch.nn.Module, ckpt, strict: bool = True, param_key: str = "params") -> None:
+    """Load a network checkpoint (ours, or a pyiqa-style full state dict under `param_key`)."""
+    from iaa_bench.archs.frozen_encoders import load_trainable_state_dict
+
+    net = bare(net)
+    if isinstance(ckpt, str):
+        ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
+    params = ckpt.get(param_key, ckpt.get("params", ckpt)) if isinstance(ckpt, dict) else ckpt
+    params = {k[7:] if k.startswith("module.") else k: v for k, v in params.items()}
+    load_trainable_state_dict(net, params, ckpt.get("frozen_identity") if isinstance(ckpt, dict) else None,
+                              strict=strict)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def state_iters(folder: str) -> list[int]:
+    """Iterations of the training states in `folder`, newest first."""
+    if not osp.isdir(folder):
+        return []
+    iters = [int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"(\d+)\.state", f))]
+    return sorted(iters, reverse=True)
+
+
+def load_latest_state(folder: str):
+    """Newest training state in `folder` that loads; corrupt ones are skipped with a warning."""
+    for it in state_iters(folder):
+        path = osp.join(folder, f"{it}{STATE_SUFFIX}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or state.get("iter") != it:
+                raise CheckpointError("content does not match its file name")
+        except Exception as err:  # truncated or corrupt file: fall back to the previous one
+            log.warning(f"Skipping unreadable training state {path}: {type(err).__name__}: {err}")
+            continue
+        return path, state
+    return None, None
+
+
+def prune_states(folder: str, keep: int) -> None:
+    """Keep the newest `keep` training states (keep <= 0 keeps all)."""
+    if keep <= 0:
+        return
+    for it in state_iters(folder)[keep:]:
+        os.remove(osp.join(folder, f"{it}{STATE_SUFFIX}"))

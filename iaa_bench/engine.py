@@ -1,0 +1,382 @@
+"""Training and evaluation pipelines (what `iaa_bench/train.py` and `test.py` run).
+
+A drop-in for `pyiqa.train.train_pipeline` that keeps pyiqa's option schema and its
+`experiments/<name>/` + `tb_logger/<name>` layout, and fixes what pyiqa gets wrong for
+long runs (see README "pyiqa defects fixed"):
+- resume works on CPU and restores network weights, optimizers, schedulers, grad scaler,
+  counters, best metrics and RNG states, continuing mid-epoch at the exact batch;
+- `--auto_resume` looks under the run's own output root, newest *good* state first;
+- the LR scheduler steps once per **iteration** (milestones, periods and warmup_iter are
+  in iterations), not once per epoch;
+- DDP works on CPU (gloo) as on CUDA (nccl); only rank 0 writes files;
+- pyiqa's `DistIQAModel` / `GeneralIQAModel` option files run on `IAAModel`, which keeps
+  their contract with these fixes.
+"""
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from os import path as osp
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from iaa_bench import checkpoint as ckpt
+from iaa_bench.options import parse_options
+from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_dataset, build_model, get_env_info, get_root_logger
+
+log = logging.getLogger(LOGGER_NAME)
+
+# pyiqa model types whose contract IAAModel keeps (with the fixes above).
+FIXED_PYIQA_MODEL_TYPES = ("DistIQAModel", "GeneralIQAModel")
+
+
+class EpochSampler(Sampler):
+    """Seeded per-epoch order, sharded across ranks without padding, resumable mid-epoch.
+
+    The order of epoch e depends only on (seed, e), so a resumed run sees exactly the
+    batches the uninterrupted run would have; `skip` drops the ones already consumed.
+    """
+
+    def __init__(self, size, seed, shuffle=True, rank=0, world_size=1, drop_last=False):
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch, skip=0):
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        if self.drop_last:  # equal shard sizes so every rank runs the same number of steps
+            order = order[: self.size - self.size % self.world_size]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self):
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self):
+        return len(self._indices()) - self.skip
+
+
+def dataset_options(opt: dict, dataset_opt: dict) -> dict:
+    """A dataset's options, with the text settings taken from the network's text encoder.
+
+    Datasets stay identical between image-only and multimodal option files; a network
+    with a `text_encoder` (and not `modality: image`) makes the dataset tokenise comments.
+    """
+    dataset_opt = dict(dataset_opt)
+    net = opt.get("network", {})
+    text_enc = net.get("text_encoder")
+    if text_enc and net.get("modality", "both") != "image" and "text" not in dataset_opt:
+        dataset_opt["text"] = {"tokenizer": text_enc.get("name", "offline-minilm"),
+                               "max_length": text_enc.get("max_length", 128)}
+    return dataset_opt
+
+
+def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
+    """Build the bundled demo dataset when an option file asks for it and it is absent."""
+    demo = dataset_opt.get("build_demo_if_missing")
+    root = dataset_opt.get("dataroot")
+    if not demo or not root or osp.isfile(osp.join(root, "meta_info.csv")):
+        return
+    if rank == 0:
+        from iaa_bench import make_demo_data
+
+        args = ["--out", root] + [a for k, v in (demo if isinstance(demo, dict) else {}).items() for a in (f"--{k}", str(v))]
+        log.info(f"Demo dataset not found at {root}; building it: make_demo_data {' '.join(args)}")
+        if make_demo_data.main(args) != 0:
+            raise RuntimeError(f"Building the demo dataset into {root} failed")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
+    workers = dataset_opt.get("num_worker_per_gpu", 0)
+    return DataLoader(
+        dataset, batch_size=dataset_opt.get("batch_size_per_gpu", 1), sampler=sampler, drop_last=drop_last,
+        num_workers=workers, pin_memory=dataset_opt.get("pin_memory", False),
+        persistent_workers=bool(workers) and dataset_opt.get("persistent_workers", False),
+        # a private generator: creating a loader iterator must not consume the global RNG
+        generator=torch.Generator().manual_seed(opt["manual_seed"]),
+    )
+
+
+def create_dataloaders(opt):
+    rank, world = opt["rank"], opt["world_size"]
+    train = None
+    vals = []
+    for phase, raw_opt in opt.get("datasets", {}).items():
+        ensure_demo_data(raw_opt, rank)
+        dataset_opt = dataset_options(opt, raw_opt)
+        dataset = build_dataset(dataset_opt)
+        if phase == "train":
+            sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
+                                   drop_last=True)
+            train = (build_loader(opt, dataset, dataset_opt, sampler, drop_last=True), sampler, dataset_opt)
+        elif phase.split("_")[0] in ("val", "test"):
+            sampler = EpochSampler(len(dataset), 0, False, rank, world)
+            vals.append(build_loader(opt, dataset, dataset_opt, sampler))
+        else:
+            raise ValueError(f"datasets.{phase}: unknown phase (use train, val, val_*, test, test_*)")
+    return train, vals
+
+
+def build_iaa_model(opt):
+    if opt.get("model_type") in FIXED_PYIQA_MODEL_TYPES:
+        log.info(f"model_type {opt['model_type']} runs on IAAModel (same contract, iaa_bench's fixes)")
+        opt = {**opt, "model_type": "IAAModel"}
+    return build_model(opt)
+
+
+def archive_if_exists(path: str) -> None:
+    """Rename an existing folder to `<path>_archived_<time>` (pyiqa's convention), never delete."""
+    if osp.exists(path):
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        target = f"{path}_archived_{stamp}"
+        n = 1
+        while osp.exists(target):
+            target = f"{path}_archived_{stamp}_{n}"
+            n += 1
+        os.rename(path, target)
+        log.info(f"Archived existing {path} -> {target}")
+
+
+def setup_run_logging(log_file: str, rank: int) -> logging.Logger:
+    """pyiqa's console logger plus this run's own log file (safe to call once per run)."""
+    logger = get_root_logger(logger_name=LOGGER_NAME)
+    logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    for h in [h for h in logger.handlers if getattr(h, "iaa_bench_run", False)]:
+        logger.removeHandler(h)
+        h.close()
+    if rank == 0:
+        os.makedirs(osp.dirname(log_file), exist_ok=True)
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+        fh.iaa_bench_run = True
+        logger.addHandler(fh)
+    return logger
+
+
+def find_resume_state(opt):
+    """The state to resume from: `path.resume_state`, or with --auto_resume the newest good one."""
+    if opt["auto_resume"]:
+        return ckpt.load_latest_state(opt["path"]["training_states"])
+    path = opt["path"].get("resume_state")
+    if path:
+        return path, torch.load(path, map_location="cpu", weights_only=False)
+    return None, None
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to save a training state and exit cleanly."""
+
+    def __init__(self):
+        self.signum = None
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+
+def use_progress_bar(opt) -> bool:
+    return opt["rank"] == 0 and opt["logger"].get("pbar", True) and sys.stderr.isatty()
+
+
+def train_pipeline(argv=None):
+    """Train from an option file; returns the last validation metrics (rank 0) or {}."""
+    from iaa_bench.option_checks import validate_options
+
+    opt, args = parse_options(is_train=True, argv=argv, validate=validate_options)
+    rank = opt["rank"]
+    resume_path, resume_state = find_resume_state(opt)
+    if resume_state is None and rank == 0:
+        archive_if_exists(opt["path"]["experiments_root"])
+        if opt["logger"].get("use_tb_logger", True):
+            archive_if_exists(opt["path"]["tb_logger"])
+    if rank == 0:
+        for key in ("experiments_root", "models", "training_states"):
+            os.makedirs(opt["path"][key], exist_ok=True)
+        with open(osp.join(opt["path"]["experiments_root"], osp.basename(args.opt)), "w", encoding="utf-8") as f:
+            f.write(f"# {' '.join(sys.argv)}\n")
+            f.write(open(args.opt, encoding="utf-8").read())
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    setup_run_logging(osp.join(opt["path"]["log"], f"train_{opt['name']}_{stamp}.log"), rank)
+    log.info(get_env_info())
+    opt["show_progress"] = use_progress_bar(opt)
+
+    tb_logger = None
+    if rank == 0 and opt["logger"].get("use_tb_logger", True):
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb_logger = SummaryWriter(log_dir=opt["path"]["tb_logger"])
+
+    (train_loader, sampler, train_ds_opt), val_loaders = create_dataloaders(opt)
+    iters_per_epoch = len(sampler) // train_loader.batch_size
+    if iters_per_epoch == 0:
+        raise ValueError(f"datasets.train.batch_size_per_gpu={train_loader.batch_size} is larger than the "
+                         f"{len(sampler)} training samples per process")
+    train_opt = opt["train"]
+    if train_opt.get("total_epoch") is not None:
+        train_opt["total_iter"] = int(train_opt["total_epoch"]) * iters_per_epoch
+    total_iters = int(train_opt["total_iter"])
+
+    model = build_iaa_model(opt)
+    start_iter = 0
+    if resume_state is not None:
+        model.resume_training(resume_state)
+        start_iter = resume_state["iter"]
+        ckpt.set_rng_state(resume_state["rng"])
+        log.info(f"Resumed from {resume_path}: epoch {resume_state['epoch']}, iter {start_iter}")
+
+    log_cfg = opt["logger"]
+    print_freq = int(log_cfg.get("print_freq", 100))
+    ckpt_freq = int(float(log_cfg.get("save_checkpoint_freq", 5e9)))
+    latest_freq = int(float(log_cfg.get("save_latest_freq", 1e3)))
+    keep_states = int(log_cfg.get("keep_states", 3))
+    val_freq = int(float((opt.get("val") or {}).get("val_freq", 5e9)))
+    warmup = int(train_opt.get("warmup_iter", -1))
+    batch_size = train_loader.batch_size * opt["world_size"]
+
+    stop = StopRequest()
+    stop.install()
+    bar = tqdm(total=total_iters, initial=start_iter, desc=opt["name"], unit="it", disable=not opt["show_progress"])
+    log.info(f"Training {opt['name']}: {len(train_loader.dataset)} images, {iters_per_epoch} iters/epoch, "
+             f"{total_iters} iters, batch {batch_size}; start at iter {start_iter}")
+    current_iter = start_iter
+    epoch = current_iter // iters_per_epoch
+    t_start, it_start = time.time(), current_iter
+    metrics = {}
+    while current_iter < total_iters and stop.signum is None:
+        epoch = current_iter // iters_per_epoch
+        sampler.set_epoch(epoch, skip=(current_iter % iters_per_epoch) * train_loader.batch_size)
+        for batch in train_loader:
+            current_iter += 1
+            model.update_learning_rate(current_iter, warmup_iter=warmup)
+            model.feed_data(batch)
+            model.optimize_parameters(current_iter)
+            bar.update(1)
+            if current_iter % print_freq == 0:
+                rate = (current_iter - it_start) * batch_size / max(time.time() - t_start, 1e-9)
+                eta = (total_iters - current_iter) * batch_size / max(rate, 1e-9)
+                losses = model.get_current_log()
+                lrs = ",".join(f"{lr:.3e}" for lr in model.get_current_learning_rate())
+                log.info(f"[{opt['name']}][epoch {epoch:3d}, iter {current_iter:7,d}, lr ({lrs})] "
+                         + " ".join(f"{k}: {v:.4e}" for k, v in losses.items())
+                         + f" | {rate:.1f} samples/s, eta {datetime.timedelta(seconds=int(eta))}")
+                if tb_logger is not None:
+                    for k, v in losses.items():
+                        tb_logger.add_scalar(f"losses/{k}", v, current_iter)
+                    tb_logger.add_scalar("train/samples_per_s", rate, current_iter)
+            if current_iter % ckpt_freq == 0 or current_iter % latest_freq == 0:
+                model.save(epoch, current_iter, keep_states)
+            if val_loaders and current_iter % val_freq == 0:
+                for loader in val_loaders:
+                    metrics = model.validation(loader, current_iter, tb_logger)
+            if current_iter >= total_iters or stop.signum is not None:
+                break
+    bar.close()
+    model.save(epoch, current_iter, keep_states)
+    if stop.signum is not None:
+        log.warning(f"Stopped by signal {stop.signum} at iter {current_iter}; state saved, resume with --auto_resume")
+        raise SystemExit(128 + stop.signum)
+    for loader in val_loaders:
+        if current_iter % val_freq != 0 or not metrics:
+            metrics = model.validation(loader, current_iter, tb_logger)
+    elapsed = datetime.timedelta(seconds=int(time.time() - t_start))
+    if tb_logger is not None:
+        tb_logger.close()
+    if rank == 0:
+        final = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        log.info(f"End of training ({elapsed}).")
+        print(f"FINAL {opt['name']} iter={current_iter} {final}", flush=True)
+        with open(osp.join(opt["path"]["experiments_root"], "final_metrics.json"), "w") as f:
+            json.dump({"iter": current_iter, "metrics": metrics, "best": model.best_metric_results}, f, indent=1)
+    return metrics if rank == 0 else {}
+
+
+def count_parameters(net) -> tuple[int, int]:
+    net = ckpt.bare(net)
+    params = list(net.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def default_checkpoint(opt) -> str | None:
+    """The run's own best (else latest) network, for evaluating without `path.pretrain_network`."""
+    models = osp.join(opt["root_path"], "experiments", opt["name"], "models")
+    for label in ("net_best.pth", "net_latest.pth"):
+        if osp.isfile(osp.join(models, label)):
+            return osp.join(models, label)
+    return None
+
+
+def build_eval_model(opt, checkpoint=None):
+    """An `IAAModel` in evaluation mode with `checkpoint` (default: the run's best) loaded."""
+    checkpoint = checkpoint or opt["path"].get("pretrain_network") or default_checkpoint(opt)
+    if not checkpoint:
+        raise FileNotFoundError(f"No checkpoint for `{opt['name']}`: set path.pretrain_network or train it first "
+                                f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
+    opt["path"]["pretrain_network"] = checkpoint
+    return build_iaa_model(opt)
+
+
+def eval_loaders(opt, phases=None):
+    """(phase, loader) for the option file's val/test datasets (or just `phases`)."""
+    loaders = []
+    for phase, raw_opt in opt.get("datasets", {}).items():
+        if phase == "train" or (phases and phase not in phases):
+            continue
+        ensure_demo_data(raw_opt, opt["rank"])
+        dataset_opt = {**dataset_options(opt, raw_opt), "phase": phase.split("_")[0]}
+        dataset = build_dataset(dataset_opt)
+        loaders.append((phase, build_loader(opt, dataset, dataset_opt, EpochSampler(len(dataset), 0, False, opt["rank"],
+                                                                                     opt["world_size"]))))
+    if not loaders:
+        raise ValueError(f"{opt.get('opt_path')}: no datasets.val*/test* to evaluate on")
+    return loaders
+
+
+def test_pipeline(argv=None):
+    """Evaluate from an option file; writes results/<name>/metrics.json and predictions CSVs."""
+    import csv
+
+    from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics, mean_score
+    from iaa_bench.option_checks import validate_options
+
+    opt, _ = parse_options(is_train=False, argv=argv, validate=validate_options)
+    opt["show_progress"] = use_progress_bar(opt)
+    setup_run_logging(osp.join(opt["path"]["log"], f"test_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log"),
+                      opt["rank"])
+    model = build_eval_model(opt)
+    metric_opts = (opt.get("val") or {}).get("metrics") or DEFAULT_VAL_METRICS
+    results = {}
+    for phase, loader in eval_loaders(opt):
+        name = loader.dataset.opt.get("name", phase)
+        t0 = time.time()
+        pred, gt, paths = model.predict(loader, desc=f"Test {name}", show_progress=opt["show_progress"])
+        seconds = time.time() - t0
+        metrics = compute_metrics(pred, gt, metric_opts)
+        results[phase] = {"dataset": name, "images": len(pred), "images_per_s": len(pred) / max(seconds, 1e-9), **metrics}
+        if opt["rank"] == 0:
+            os.makedirs(opt["path"]["results_root"], exist_ok=True)
+            with open(osp.join(opt["path"]["results_root"], f"predictions_{phase}.csv"), "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["img_path", "pred_mean", "gt_mean"])
+                writer.writerows(zip(paths, mean_score(pred).round(5), mean_score(gt).round(5)))
+            print(f"TEST {opt['name']} {phase} ({name}, {len(pred)} images) "
+                  + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    if opt["rank"] == 0:
+        with open(osp.join(opt["path"]["results_root"], "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return results

@@ -1,0 +1,167 @@
+"""Option files: pyiqa's YAML schema and command line, parsed safely.
+
+Same flags as pyiqa (`-opt`, `--launcher`, `--auto_resume`, `--debug`, `--force_yml`),
+plus `--root` for the output root (default: the option `path.root`, else the working
+directory; never site-packages). `--force_yml a:b=value` parses `value` as YAML instead
+of pyiqa's `exec`, and names the key path when it does not exist.
+"""
+import argparse
+import os
+import random
+from os import path as osp
+
+import numpy as np
+import torch
+import yaml
+
+
+class OptionError(ValueError):
+    """An option file or command-line option is wrong; the message names where."""
+
+
+def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=("Train" if is_train else "Evaluate") + " a model from a pyiqa-style option file."
+    )
+    parser.add_argument("-opt", required=True, help="Path to the option YAML file.")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="none: one process; pytorch: torchrun (DistributedDataParallel).")
+    parser.add_argument("--auto_resume", action="store_true", help="Resume from the newest good training state.")
+    parser.add_argument("--debug", action="store_true", help="Prefix the run name with debug_ (pyiqa convention).")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--force_yml", nargs="+", default=None, metavar="KEY:SUB=VALUE",
+                        help="Override options, e.g. train:total_iter=100 network:depth=2.")
+    parser.add_argument("--root", default=None, help="Output root for experiments/, tb_logger/, results/.")
+    return parser
+
+
+def load_yaml(path: str) -> dict:
+    if not osp.isfile(path):
+        raise OptionError(f"Option file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            opt = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else path
+            raise OptionError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(opt, dict):
+        raise OptionError(f"{path}: an option file must be a YAML mapping, got {type(opt).__name__}")
+    return opt
+
+
+def apply_overrides(opt: dict, entries) -> None:
+    """Apply `key:sub=value` overrides; the value is parsed as YAML (`1e-4`, `[1, 2]`, `~`)."""
+    for entry in entries or []:
+        if "=" not in entry:
+            raise OptionError(f"--force_yml {entry!r}: expected KEY:SUB=VALUE")
+        keys, value = (s.strip() for s in entry.split("=", 1))
+        *parents, leaf = keys.split(":")
+        node = opt
+        for depth, key in enumerate(parents):
+            if not isinstance(node, dict) or key not in node or not isinstance(node[key], dict):
+                raise OptionError(f"--force_yml {entry!r}: no option section `{'.'.join(parents[:depth + 1])}`")
+            node = node[key]
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and _looks_like_float(parsed):
+            parsed = float(parsed)  # YAML 1.1 reads `1e-4` as a string
+        node[leaf] = parsed
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def init_distributed(launcher: str) -> tuple[int, int]:
+    """Start torch.distributed for torchrun (`--launcher pytorch`): nccl on CUDA, gloo on CPU."""
+    if launcher == "none":
+        return 0, 1
+    if launcher == "slurm":
+        os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
+        os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def set_random_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(opt: dict) -> torch.device:
+    """CUDA when `num_gpu` asks for it and a GPU exists; otherwise CPU (with a warning)."""
+    num_gpu = opt.get("num_gpu", 0)
+    if num_gpu == "auto":
+        num_gpu = torch.cuda.device_count()
+    if num_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def parse_options(is_train: bool, argv=None, validate=None):
+    """Parse the command line and option file into pyiqa's `opt` dict (plus `args`)."""
+    args = build_arg_parser(is_train).parse_args(argv)
+    opt = load_options(args.opt, is_train, overrides=args.force_yml, root=args.root, validate=validate,
+                       launcher=args.launcher, auto_resume=args.auto_resume, debug=args.debug)
+    return opt, args
+
+
+def load_options(opt_path, is_train, overrides=None, root=None, validate=None, launcher="none",
+                 auto_resume=False, debug=False) -> dict:
+    """Load, override, check and complete an option file (seeds set; torch.distributed started if asked)."""
+    opt = load_yaml(opt_path)
+    apply_overrides(opt, overrides)
+    if validate is not None:
+        validate(opt, is_train=is_train, source=opt_path)
+    opt["opt_path"] = osp.abspath(opt_path)
+    opt["is_train"] = is_train
+    opt["auto_resume"] = auto_resume
+    opt["dist"] = launcher != "none"
+    opt["rank"], opt["world_size"] = init_distributed(launcher)
+    if debug and not opt["name"].startswith("debug"):
+        opt["name"] = "debug_" + opt["name"]
+    seed = opt.get("manual_seed")
+    if seed is None:
+        seed = opt["manual_seed"] = random.randint(1, 10000)
+    set_random_seed(seed + opt["rank"])
+
+    opt.setdefault("path", {})
+    opt.setdefault("logger", {})
+    for phase, dataset_opt in opt.get("datasets", {}).items():
+        dataset_opt["phase"] = phase.split("_")[0]
+    for key, val in list(opt["path"].items()):
+        if isinstance(val, str) and ("resume_state" in key or "pretrain_network" in key):
+            opt["path"][key] = osp.expanduser(val)
+    make_paths(opt, root or opt["path"].get("root") or os.getcwd())
+    return opt
+
+
+def make_paths(opt: dict, root: str) -> None:
+    root = osp.abspath(osp.expanduser(root))
+    opt["root_path"] = root
+    paths = opt["path"]
+    if opt["is_train"]:
+        exp = osp.join(root, "experiments", opt["name"])
+        paths.update(experiments_root=exp, models=osp.join(exp, "models"),
+                     training_states=osp.join(exp, "training_states"), log=exp,
+                     visualization=osp.join(exp, "visualization"))
+        paths["tb_logger"] = osp.join(root, "tb_logger", opt["name"])
+        if "debug" in opt["name"]:  # pyiqa's debug conventions
+            if "val" in opt:
+                opt["val"]["val_freq"] = 7
+            opt["logger"]["print_freq"] = 1
+            opt["logger"]["save_checkpoint_freq"] = 7
+    else:
+        results = osp.join(root, "results", opt["name"])
+        paths.update(results_root=results, log=results, visualization=osp.join(results, "visualization"))

@@ -1,0 +1,18 @@
+"""Train a model from a pyiqa-style option file.
+
+    python iaa_bench/train.py -opt options/mmlq_demo.yml [--auto_resume] [--force_yml train:total_iter=100]
+    torchrun --nproc_per_node=2 iaa_bench/train.py -opt ... --launcher pytorch
+"""
+import os
+import sys
+
+# Run as a script, Python puts iaa_bench/ first on sys.path, where this folder's modules
+# (test.py, ...) would shadow top-level packages of the same name. Import via the package.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+
+from iaa_bench.cli import run  # noqa: E402
+from iaa_bench.engine import train_pipeline  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run(train_pipeline))
