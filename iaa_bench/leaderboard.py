@@ -68,8 +68,8 @@ class LeaderboardRow:
         return self.modality == CEILING_MODALITY
 
 
-# CSV columns are the dataclass' scalar fields, so a CSV row maps back onto LeaderboardRow.
-_SCALAR_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean"))
+# The CSV's columns (before the pyiqa-style one): the scalar fields, so a CSV row maps back onto LeaderboardRow.
+ROW_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean"))
 
 
 def row_from_predictions(name: str, modality: str, pred_dist, gt_dist, seconds: float,
@@ -159,13 +159,17 @@ def pyiqa_benchmark_cell(row: LeaderboardRow) -> str:
     return "/".join(str(round(v, 4)) for v in (row.plcc, row.srcc, row.krcc))
 
 
+def _csv_value(value):
+    """Floats in full precision (repr round-trips exactly), NaN as 'nan'."""
+    return repr(float(value)) if isinstance(value, float) else value
+
+
 def _csv_bytes(rows, dataset: str) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*_SCALAR_FIELDS, f"{dataset}(PLCC/SRCC/KRCC)"])
+    writer.writerow([*ROW_FIELDS, f"{dataset}(PLCC/SRCC/KRCC)"])
     for row in rows:
-        writer.writerow([*(repr(getattr(row, name)) if isinstance(getattr(row, name), float) else getattr(row, name)
-                           for name in _SCALAR_FIELDS), pyiqa_benchmark_cell(row)])
+        writer.writerow([*(_csv_value(getattr(row, name)) for name in ROW_FIELDS), pyiqa_benchmark_cell(row)])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -179,10 +183,11 @@ def _markdown_bytes(rows) -> bytes:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
+        name = row.name.replace("|", "\\|")  # a '|' in a name would split the table cell
         if row.is_ceiling:
-            name, params = f"*{row.name}* {_CEILING_MARK}", "–"
+            name, params = f"*{name}* {_CEILING_MARK}", "–"
         else:
-            name, params = row.name, f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
+            params = f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
         lines.append(
             f"| {name} | {row.modality} | {params} | {_fmt(row.srcc, '.4f')} | {_fmt(row.plcc, '.4f')} "
             f"| {_fmt(row.krcc, '.4f')} | {_fmt(100 * row.acc, '.2f')} | {_fmt(row.emd, '.4f')} "
@@ -215,25 +220,36 @@ def _scatter_limits(rows) -> tuple:
 def _pred_vs_gt_png(rows) -> bytes:
     ncols = min(3, len(rows))
     nrows = math.ceil(len(rows) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 4.4 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig = Figure(figsize=(4.2 * ncols, 4.3 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     low, high = _scatter_limits(rows)
     marker_alpha = float(np.clip(300 / max(len(rows[0].gt_mean), 1), 0.08, 0.7))
     for ax, row in zip(axes.flat, rows):
         ax.scatter(row.gt_mean, row.pred_mean, s=6, alpha=marker_alpha, color="tab:blue",
                    edgecolors="none", rasterized=True)
-        ax.plot([low, high], [low, high], color="0.3", linestyle="--", linewidth=1, label="prediction = truth")
+        ax.plot([low, high], [low, high], color="0.3", linestyle="--", linewidth=1)
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
         ax.set_aspect("equal")
         ax.grid(True, alpha=0.3)
+        ax.tick_params(labelbottom=True, labelleft=True)
         ax.set_title(f"{row.name} ({row.modality})\nSRCC {row.srcc:.3f}   PLCC {row.plcc:.3f}", fontsize=10)
-        ax.set_xlabel("ground-truth mean score")
-        ax.set_ylabel("predicted mean score")
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
     for ax in axes.flat[len(rows):]:
         ax.set_visible(False)
+    fig.suptitle("Predicted vs ground-truth mean score (dashed line: prediction = truth)", fontsize=11)
+    fig.supxlabel("ground-truth mean score", fontsize=10)
+    fig.supylabel("predicted mean score", fontsize=10)
     return _png_bytes(fig)
+
+
+def _label_bar(ax, position: float, value: float) -> None:
+    """Value inside the bar (clear of the ceiling line and tick labels); above a bar too short to hold it."""
+    if math.isnan(value):
+        return
+    inside = abs(value) >= 0.15
+    y = value / 2 if inside else value + math.copysign(0.02, value)
+    ax.text(position, y, f"{value:.3f}", ha="center", va="center" if inside else
+            ("bottom" if value >= 0 else "top"), fontsize=8, color="white" if inside else "0.15")
 
 
 def _correlation_bars_png(models, ceiling) -> bytes:
@@ -243,8 +259,9 @@ def _correlation_bars_png(models, ceiling) -> bytes:
     ax = fig.subplots()
     for offset, metric, color in ((-width / 2, "srcc", "tab:blue"), (width / 2, "plcc", "tab:orange")):
         values = [getattr(row, metric) for row in models]
-        bars = ax.bar(x + offset, values, width, label=metric.upper(), color=color)
-        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+        ax.bar(x + offset, values, width, label=metric.upper(), color=color)
+        for position, value in zip(x + offset, values):
+            _label_bar(ax, position, value)
     if ceiling is not None:
         ax.axhline(ceiling.srcc, color="0.2", linestyle="--", linewidth=1.2,
                    label=f"human ceiling (SRCC {ceiling.srcc:.3f} / PLCC {ceiling.plcc:.3f})")

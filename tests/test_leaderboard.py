@@ -112,7 +112,7 @@ def _read_csv(path):
 def test_csv_rows_columns_and_values(out_dir, rows):
     table = _read_csv(out_dir / "leaderboard.csv")
     assert [r["name"] for r in table] == ["mmlq", "comments-only", "nima", leaderboard.CEILING_NAME]
-    assert list(table[0]) == [*leaderboard._SCALAR_FIELDS, PYIQA_COLUMN]
+    assert list(table[0]) == [*leaderboard.ROW_FIELDS, PYIQA_COLUMN]
     by_name = {row.name: row for row in rows}
     for record in table:
         row = by_name[record["name"]]
