@@ -5,8 +5,9 @@ and ground-truth (N, 10) distributions here. The human split-half ceiling (NOTES
 is the reference every model row is read against.
 
 Every file is written atomically (temporary file in the same folder, then
-`os.replace`), and all files are rendered in memory before the first one is written,
-so a failure never leaves a half-written or half-updated results folder.
+`os.replace`), so no reader ever sees a half-written file, and all files are rendered
+in memory before the first one is written, so a failure while building the results
+leaves the previous ones untouched.
 """
 import contextlib
 import csv
@@ -34,6 +35,7 @@ COMPARABILITY_NOTE = (
 _CEILING_MARK = "†"
 _RESULT_FILE_MODE = 0o644  # mkstemp creates 0600; results are meant to be read by others
 _PLOT_DPI = 150
+_PLOT_FILES = ("pred_vs_gt.png", "correlation_bars.png")
 
 
 @dataclass
@@ -296,7 +298,8 @@ def write_results(rows, out_dir, dataset: str = "ava") -> list:
 
     Rows are ordered by SRCC with the human ceiling last. pred_vs_gt.png is written only
     when some row carries mean-score arrays, correlation_bars.png only when there is a
-    model row. Returns the paths written.
+    model row; a plot this call does not produce is removed, so a stale plot from an
+    earlier run never sits beside the new table. Returns the paths written.
     """
     rows = sorted_rows(rows)
     if not rows:
@@ -317,4 +320,6 @@ def write_results(rows, out_dir, dataset: str = "ava") -> list:
     for file_name, data in files.items():
         _atomic_write(out_dir / file_name, data)
         written.append(out_dir / file_name)
+    for file_name in set(_PLOT_FILES) - set(files):
+        (out_dir / file_name).unlink(missing_ok=True)
     return written

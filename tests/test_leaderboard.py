@@ -179,10 +179,12 @@ def test_png_decodes_with_sensible_size(out_dir, file_name):
     assert pixels.std() > 5  # something was drawn
 
 
-def test_scatter_png_skipped_without_mean_scores(tmp_path):
-    rows = [LeaderboardRow("a", "image", 1, 1, 0.5, 0.6), LeaderboardRow("ceiling", "votes", 0, 0, 0.97, 0.98)]
-    assert {p.name for p in write_results(rows, tmp_path)} == {"leaderboard.csv", "leaderboard.md",
-                                                                "correlation_bars.png"}
+def test_scatter_png_skipped_without_mean_scores_and_stale_one_removed(rows, tmp_path, stub_plots):
+    write_results(rows, tmp_path)
+    without_scores = [LeaderboardRow("a", "image", 1, 1, 0.5, 0.6), LeaderboardRow("c", "votes", 0, 0, 0.97, 0.98)]
+    expected = {"leaderboard.csv", "leaderboard.md", "correlation_bars.png"}
+    assert {p.name for p in write_results(without_scores, tmp_path)} == expected
+    assert set(os.listdir(tmp_path)) == expected
 
 
 # --- atomic writes ------------------------------------------------------------------------------
