@@ -42,6 +42,9 @@ class ScoreDistEMDLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         per_sample = emd(pred, target, self.r)
         if weight is not None:
+            if weight.shape not in ((len(per_sample),), (len(per_sample), 1)):
+                raise ValueError(f"ScoreDistEMDLoss: weight must have shape ({len(per_sample)},) or "
+                                 f"({len(per_sample)}, 1), got {tuple(weight.shape)}")
             weight = weight.reshape(per_sample.shape).to(per_sample)
             per_sample = per_sample * weight
         if self.reduction == "none":
