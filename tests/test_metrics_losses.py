@@ -97,11 +97,8 @@ def test_accuracy_tie_mean_exactly_five_counts_as_low():
     assert metrics.aesthetic_acc(one_hot(6), split_four_six) == 0.0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known bug: the float mean of this histogram is 5.000000000000001, "
-                          "so an exactly-5.0 ground truth counts as high")
 def test_accuracy_tie_rule_survives_float_rounding():
-    votes = np.array([[1, 1, 1, 2, 4, 1, 0, 2, 1, 0]])  # 65 / 13 = 5.0 exactly
+    votes = np.array([[1, 1, 1, 2, 4, 1, 0, 2, 1, 0]])  # 65 / 13 = 5.0 exactly, computed as 5.000000000000001
     assert (votes * BINS).sum() == 5 * votes.sum()
     assert metrics.aesthetic_acc(one_hot(4), votes) == 1.0
 
@@ -182,9 +179,7 @@ def test_shape_mismatch_raises(tensors, target_shape):
         ScoreDistEMDLoss()(pred, torch.zeros(target_shape, dtype=pred.dtype))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a wrong-shaped weight is reshaped silently (2-D with the right "
-                                       "element count) or fails with RuntimeError instead of ValueError")
-@pytest.mark.parametrize("weight_shape", [(N_IMAGES - 1,), (2, N_IMAGES // 2)])
+@pytest.mark.parametrize("weight_shape", [(N_IMAGES - 1,), (2, N_IMAGES // 2)])  # wrong count; right count, wrong shape
 def test_bad_weight_shape_raises_value_error(tensors, weight_shape):
     pred, target = tensors
     with pytest.raises(ValueError):
