@@ -18,7 +18,8 @@ def emd(pred: torch.Tensor, target: torch.Tensor, r: int = 2) -> torch.Tensor:
     if pred.shape != target.shape:
         raise ValueError(f"EMD needs equal shapes, got pred {tuple(pred.shape)} and target {tuple(target.shape)}")
     cdf_diff = torch.cumsum(pred, dim=-1) - torch.cumsum(target, dim=-1)
-    return cdf_diff.abs().pow(r).mean(dim=-1).pow(1.0 / r)
+    # clamped so the root has a finite gradient when pred == target (pyiqa's gives NaN there)
+    return cdf_diff.abs().pow(r).mean(dim=-1).clamp_min(1e-12).pow(1.0 / r)
 
 
 @LOSS_REGISTRY.register()
@@ -33,7 +34,7 @@ class ScoreDistEMDLoss(nn.Module):
 
     def __init__(self, r: int = 2, reduction: str = "mean", loss_weight: float = 1.0):
         super().__init__()
-        if r not in (1, 2):
+        if isinstance(r, bool) or r not in (1, 2) or not isinstance(r, int):
             raise ValueError(f"ScoreDistEMDLoss: r must be 1 or 2, got {r!r}")
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"ScoreDistEMDLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

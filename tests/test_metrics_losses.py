@@ -198,3 +198,16 @@ def test_loss_registered_beside_pyiqa_emdloss():
 def test_metrics_registered(name):
     assert METRIC_REGISTRY.get(f"aesthetic_{name}") is getattr(metrics, f"aesthetic_{name}")
 
+
+
+def test_emd_gradient_is_finite_when_prediction_equals_target():
+    target = torch.softmax(torch.randn(4, 10, generator=torch.Generator().manual_seed(0)), -1)
+    pred = target.clone().requires_grad_(True)
+    ScoreDistEMDLoss(r=2)(pred, target).backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+@pytest.mark.parametrize("r", [True, 2.0, 3])
+def test_emd_rejects_r_that_is_not_the_int_1_or_2(r):
+    with pytest.raises(ValueError):
+        ScoreDistEMDLoss(r=r)
