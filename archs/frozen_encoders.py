@@ -70,7 +70,7 @@ def create_timm_model(name: str, weights, option: str, **kwargs) -> nn.Module:
 
 def _weights_label(weights):
     """Weights source as stored in identities: keywords as-is, local paths absolute."""
-    if weights in (None, "timm", "pretrained", OFFLINE_IMAGE_ENCODER):
+    if weights in (None, "timm", OFFLINE_IMAGE_ENCODER):
         return weights
     return str(Path(weights).expanduser().resolve())
 
