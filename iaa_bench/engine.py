@@ -111,10 +111,17 @@ def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
 
 
 def create_dataloaders(opt):
+    """The train loader (with its sampler and options) and the `val*` loaders.
+
+    `test*` datasets are not touched while training (model selection uses val only);
+    the best network is evaluated on them once training ends.
+    """
     rank, world = opt["rank"], opt["world_size"]
     train = None
     vals = []
     for phase, raw_opt in opt.get("datasets", {}).items():
+        if phase.split("_")[0] == "test":
+            continue
         ensure_demo_data(raw_opt, rank)
         dataset_opt = dataset_options(opt, raw_opt)
         dataset = build_dataset(dataset_opt)
@@ -122,7 +129,7 @@ def create_dataloaders(opt):
             sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
                                    drop_last=True)
             train = (build_loader(opt, dataset, dataset_opt, sampler, drop_last=True), sampler, dataset_opt)
-        elif phase.split("_")[0] in ("val", "test"):
+        elif phase.split("_")[0] == "val":
             sampler = EpochSampler(len(dataset), 0, False, rank, world)
             vals.append(build_loader(opt, dataset, dataset_opt, sampler))
         else:
@@ -233,6 +240,10 @@ def train_pipeline(argv=None):
     total_iters = int(train_opt["total_iter"])
 
     model = build_iaa_model(opt)
+    if (opt.get("feature_cache") or {}).get("enabled"):
+        from iaa_bench.feature_cache import apply_feature_cache
+
+        train_loader, val_loaders = apply_feature_cache(opt, model, train_loader, val_loaders)
     start_iter = 0
     if resume_state is not None:
         model.resume_training(resume_state)
@@ -261,6 +272,8 @@ def train_pipeline(argv=None):
     while current_iter < total_iters and stop.signum is None:
         epoch = current_iter // iters_per_epoch
         sampler.set_epoch(epoch, skip=(current_iter % iters_per_epoch) * train_loader.batch_size)
+        if hasattr(train_loader.dataset, "set_epoch"):  # per-epoch draws, e.g. the kept comments
+            train_loader.dataset.set_epoch(epoch)
         for batch in train_loader:
             current_iter += 1
             model.update_learning_rate(current_iter, warmup_iter=warmup)
@@ -297,13 +310,38 @@ def train_pipeline(argv=None):
     elapsed = datetime.timedelta(seconds=int(time.time() - t_start))
     if tb_logger is not None:
         tb_logger.close()
+    test_metrics = evaluate_best_on_test(opt, model)
     if rank == 0:
-        final = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         log.info(f"End of training ({elapsed}).")
-        print(f"FINAL {opt['name']} iter={current_iter} {final}", flush=True)
+        print(f"FINAL {opt['name']} iter={current_iter} val: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+              flush=True)
+        for phase, values in test_metrics.items():
+            print(f"FINAL {opt['name']} {phase} (best val checkpoint): "
+                  + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
         with open(osp.join(opt["path"]["experiments_root"], "final_metrics.json"), "w") as f:
-            json.dump({"iter": current_iter, "metrics": metrics, "best": model.best_metric_results}, f, indent=1)
+            json.dump({"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics},
+                      f, indent=1)
     return metrics if rank == 0 else {}
+
+
+def evaluate_best_on_test(opt, model) -> dict:
+    """Metrics of the best-on-val network on each `test*` dataset (none: {})."""
+    from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics
+
+    phases = [p for p in opt.get("datasets", {}) if p.split("_")[0] == "test"]
+    if not phases:
+        return {}
+    if opt["dist"]:
+        torch.distributed.barrier()  # rank 0 has written net_best
+    best = osp.join(opt["path"]["models"], "net_best.pth")
+    if osp.isfile(best):
+        ckpt.load_network_checkpoint(model.net, best)
+    metric_opts = (opt.get("val") or {}).get("metrics") or DEFAULT_VAL_METRICS
+    results = {}
+    for phase, loader in eval_loaders(opt, phases):
+        pred, gt, _ = model.predict(loader, desc=f"Test {phase}", show_progress=opt["show_progress"])
+        results[phase] = compute_metrics(pred, gt, metric_opts)
+    return results
 
 
 def count_parameters(net) -> tuple[int, int]:

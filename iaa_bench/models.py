@@ -135,9 +135,9 @@ class IAAModel(BaseModel):
     def net_forward(self, net):
         """(mos, dist) from the batch; dist is None for scalar archs."""
         b = self.batch
-        kwargs = {}
+        kwargs = {k: b[k] for k in FEATURE_KEYS if k in b}  # cached frozen features, when present
         if self.uses_text:
-            kwargs.update({k: b[k] for k in (*TEXT_KEYS, *FEATURE_KEYS) if k in b})
+            kwargs.update({k: b[k] for k in TEXT_KEYS if k in b})
         img = b.get("img")
         with self._autocast():
             if self.returns_dist:

@@ -62,7 +62,7 @@ def test_train_script_writes_experiment_tb_and_archives_previous(tmp_path):
     for attempt in range(2):
         out = run_script("train.py", "-opt", opt_file, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]
-    assert "FINAL tiny iter=6 srcc=" in out.stdout
+    assert "FINAL tiny iter=6 val: srcc=" in out.stdout
     exp = tmp_path / "experiments" / "tiny"
     assert (exp / "tiny.yml").is_file() and list(exp.glob("train_tiny_*.log"))
     assert {p.name for p in (exp / "models").iterdir()} >= {"net_3.pth", "net_6.pth", "net_latest.pth", "net_best.pth"}
