@@ -38,12 +38,16 @@ NO_COMMENT_SHARE = 0.1
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
                   "immunohistochemistry", "retina", "moon", "clock", "brick", "grass", "gravel", "cell")
 
+APPEAL_GREAT = ["a masterpiece", "absolutely stunning subject", "one of the best here", "breathtaking moment",
+                "top entry for me", "I love everything about this scene"]
 APPEAL_GOOD = ["love the subject", "what a moment", "such a compelling scene", "this really grabs me",
                "beautiful subject", "great eye for this", "stunning idea", "this tells a story",
                "wonderful mood", "very original take"]
 APPEAL_BAD = ["boring subject", "not much of interest here", "this doesn't grab me", "the subject is dull",
               "I don't see the point", "nothing special", "uninspired idea", "seen this a thousand times",
               "no story here", "weak concept"]
+APPEAL_AWFUL = ["a terrible subject", "why would anyone shoot this", "the worst idea in the challenge",
+                "completely pointless", "awful choice of subject", "no redeeming subject at all"]
 APPEAL_MEH = ["interesting idea", "nice try", "decent entry", "okay for the challenge", "not bad",
               "fair attempt"]
 CRITICISM = {
@@ -123,7 +127,7 @@ def apply_defects(img, defects, rng):
 def latent_quality(appeal, defects, rng):
     """Mean score: visible defects and hidden appeal contribute comparably, plus noise."""
     penalty = sum(defects.values())
-    return float(np.clip(6.4 + 0.8 * appeal - 0.9 * penalty + rng.normal(0, 0.3), 1.8, 8.7))
+    return float(np.clip(6.4 + 0.9 * appeal - 0.9 * penalty + rng.normal(0, 0.3), 1.8, 8.7))
 
 
 def vote_histogram(mean, rng):
@@ -138,25 +142,33 @@ def _phrase(options, rng):
     return text[0].upper() + text[1:] + ENDINGS[rng.integers(len(ENDINGS))]
 
 
+def appeal_pool(felt):
+    """Phrases graded by how strongly a commenter felt about the subject."""
+    for threshold, pool in ((1.1, APPEAL_GREAT), (0.25, APPEAL_GOOD), (-0.25, APPEAL_MEH), (-1.1, APPEAL_BAD)):
+        if felt > threshold:
+            return pool
+    return APPEAL_AWFUL
+
+
 def make_comments(appeal, defects, mean, rng):
     """Comments keyed to the latents, with generic, misleading and hint noise mixed in."""
     if rng.random() < NO_COMMENT_SHARE:
         return []
     comments = []
-    for _ in range(int(rng.integers(2, 9))):
+    for _ in range(int(rng.integers(3, 10))):
         kind = rng.random()
-        felt = appeal + rng.normal(0, 0.5)
-        if kind < 0.38:
-            pool = APPEAL_GOOD if felt > 0.4 else APPEAL_BAD if felt < -0.4 else APPEAL_MEH
-        elif kind < 0.68 and defects:
+        felt = appeal + rng.normal(0, 0.35)
+        if kind < 0.45:
+            pool = appeal_pool(felt)
+        elif kind < 0.72 and defects:
             defect = list(defects)[rng.integers(len(defects))]
             pool = CRITICISM[defect]
-        elif kind < 0.78:
+        elif kind < 0.8:
             fine = [d for d in DEFECTS if d not in defects] or list(DEFECTS)
             pool = PRAISE[fine[rng.integers(len(fine))]]
         elif kind < 0.85:
             pool = [f"I'd give it a {int(np.clip(round(mean + rng.normal(0, 1.2)), 1, 10))}"]
-        elif kind < 0.93:
+        elif kind < 0.94:
             pool = GENERIC
         else:  # misleading: the opposite sentiment
             pool = APPEAL_BAD if felt > 0 else APPEAL_GOOD
