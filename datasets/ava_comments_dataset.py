@@ -91,22 +91,24 @@ class AVACommentsDataset(BaseIQADataset):
         rng = np.random.default_rng([self.text_opt["seed"], index, epoch])
         return [comments[i] for i in sorted(rng.choice(len(comments), size=keep, replace=False))]
 
-    def __getitem__(self, index):
+    def labels(self, index: int) -> dict:
+        """`mos_dist`, `mos_label`, `img_path` of a sample without decoding its image (feature cache)."""
         row = self.paths_mos[index]
-        img_path = str(self.image_dir / row[0])
-        with Image.open(img_path) as img:
-            img_tensor = self.trans(img.convert("RGB")) * self.img_range
         votes = torch.tensor(row[2:2 + NUM_BINS], dtype=torch.float32)
-        sample = {
-            "img": img_tensor,
-            "mos_dist": votes / votes.sum(),
-            "mos_label": torch.tensor([row[1]], dtype=torch.float32),
-            "img_path": img_path,
-        }
+        return {"mos_dist": votes / votes.sum(), "mos_label": torch.tensor([row[1]], dtype=torch.float32),
+                "img_path": str(self.image_dir / row[0])}
+
+    def tokens(self, index: int) -> dict:
+        """`text_ids`, `text_mask` (max_length,) of a sample's selected comments, without its image."""
+        tokens = self.tokenizer(self.text_opt["separator"].join(self.selected_comments(index)),
+                                max_length=self.text_opt["max_length"], truncation=True,
+                                padding="max_length", return_tensors="pt")
+        return {"text_ids": tokens["input_ids"][0].long(), "text_mask": tokens["attention_mask"][0].long()}
+
+    def __getitem__(self, index):
+        sample = self.labels(index)
+        with Image.open(sample["img_path"]) as img:
+            sample["img"] = self.trans(img.convert("RGB")) * self.img_range
         if self.text_opt is not None:
-            tokens = self.tokenizer(self.text_opt["separator"].join(self.selected_comments(index)),
-                                    max_length=self.text_opt["max_length"], truncation=True,
-                                    padding="max_length", return_tensors="pt")
-            sample["text_ids"] = tokens["input_ids"][0].long()
-            sample["text_mask"] = tokens["attention_mask"][0].long()
+            sample.update(self.tokens(index))
         return sample
