@@ -22,7 +22,8 @@ import time
 from os import path as osp
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from PIL import ImageFile
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from iaa_bench import checkpoint as ckpt
@@ -67,6 +68,59 @@ class EpochSampler(Sampler):
         return len(self._indices()) - self.skip
 
 
+class BadImageError(RuntimeError):
+    pass
+
+
+class GuardedDataset(Dataset):
+    """Applies a dataset's `bad_image` policy to unreadable images met while loading.
+
+    `fail` (default): stop with the image's path in the error. `skip`: drop the sample from
+    its batch; the batch carries the path under `skipped_images` so the run can count and
+    record it. pyiqa sets PIL's LOAD_TRUNCATED_IMAGES process-wide on import, which makes
+    truncated JPEGs decode silently as grey: it is switched back off here so they are caught.
+    """
+
+    def __init__(self, dataset, policy: str = "fail"):
+        if policy not in ("fail", "skip"):
+            raise ValueError(f"bad_image must be 'fail' or 'skip', got {policy!r}")
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        self.dataset, self.policy = dataset, policy
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getattr__(self, name):  # opt, set_epoch, paths_mos, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def image_path(self, index) -> str:
+        row = self.dataset.paths_mos[index] if hasattr(self.dataset, "paths_mos") else [f"sample {index}"]
+        folder = getattr(self.dataset, "image_dir", None) or getattr(self.dataset, "dataroot", "")
+        return osp.join(str(folder), str(row[0]))
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except (OSError, SyntaxError) as err:  # PIL's decode errors, missing files
+            path = self.image_path(index)
+            if self.policy == "fail":
+                raise BadImageError(f"Unreadable image {path}: {err} "
+                                    "(set the dataset's `bad_image: skip` to skip and record such images)") from err
+            return {"skipped_image": path}
+
+
+def collate_skipping_bad_images(samples):
+    """default_collate over the good samples; paths of skipped ones under `skipped_images`."""
+    good = [s for s in samples if "skipped_image" not in s]
+    skipped = [s["skipped_image"] for s in samples if "skipped_image" in s]
+    batch = default_collate(good) if good else {}
+    if skipped:
+        batch["skipped_images"] = skipped
+    return batch
+
+
 def dataset_options(opt: dict, dataset_opt: dict) -> dict:
     """A dataset's options, with the text settings taken from the network's text encoder.
 
@@ -102,7 +156,8 @@ def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
 def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
     workers = dataset_opt.get("num_worker_per_gpu", 0)
     return DataLoader(
-        dataset, batch_size=dataset_opt.get("batch_size_per_gpu", 1), sampler=sampler, drop_last=drop_last,
+        GuardedDataset(dataset, dataset_opt.get("bad_image", "fail")), collate_fn=collate_skipping_bad_images,
+        batch_size=dataset_opt.get("batch_size_per_gpu", 1), sampler=sampler, drop_last=drop_last,
         num_workers=workers, pin_memory=dataset_opt.get("pin_memory", False),
         persistent_workers=bool(workers) and dataset_opt.get("persistent_workers", False),
         # a private generator: creating a loader iterator must not consume the global RNG
@@ -135,6 +190,14 @@ def create_dataloaders(opt):
         else:
             raise ValueError(f"datasets.{phase}: unknown phase (use train, val, val_*, test, test_*)")
     return train, vals
+
+
+def record_skipped_images(opt, paths) -> None:
+    """Log skipped unreadable images and append them to experiments/<name>/skipped_images.txt."""
+    log.warning(f"Skipped {len(paths)} unreadable image(s): {', '.join(paths)}")
+    if opt["rank"] == 0:
+        with open(osp.join(opt["path"]["experiments_root"], "skipped_images.txt"), "a", encoding="utf-8") as f:
+            f.writelines(p + "\n" for p in paths)
 
 
 def build_iaa_model(opt):
@@ -275,6 +338,10 @@ def train_pipeline(argv=None):
         if hasattr(train_loader.dataset, "set_epoch"):  # per-epoch draws, e.g. the kept comments
             train_loader.dataset.set_epoch(epoch)
         for batch in train_loader:
+            if "skipped_images" in batch:
+                record_skipped_images(opt, batch.pop("skipped_images"))
+                if "img" not in batch and "image_feats" not in batch:
+                    continue  # every image of this batch was unreadable
             current_iter += 1
             model.update_learning_rate(current_iter, warmup_iter=warmup)
             model.feed_data(batch)

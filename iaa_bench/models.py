@@ -159,7 +159,6 @@ class IAAModel(BaseModel):
             names = ", ".join(osp.basename(p) for p in (self.img_paths or [])[:8])
             if self.nonfinite_policy == "skip":
                 log.warning(f"Non-finite loss at iter {current_iter} (images: {names}); batch skipped")
-                self.skipped_batches = getattr(self, "skipped_batches", 0) + 1
                 return
             raise NonFiniteLossError(f"Non-finite loss ({loss.item()}) at iter {current_iter}; batch images: {names}. "
                                      "Nothing was saved from this step (train.nonfinite_loss: skip to skip such batches)")
@@ -198,6 +197,8 @@ class IAAModel(BaseModel):
         preds, gts, paths = [], [], []
         bar = tqdm(total=len(dataloader), desc=desc, unit="batch", disable=not show_progress, leave=False)
         for data in dataloader:
+            if "mos_label" not in data:  # every image of the batch was unreadable (bad_image: skip)
+                continue
             self.feed_data(data)
             self.test()
             gt_mos, gt_dist = self._targets()

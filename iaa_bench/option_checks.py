@@ -35,9 +35,9 @@ CHOICES = {"train.amp": ("none", "bf16", "fp16"), "val.amp": ("none", "bf16", "f
 DATASET_PATH_KEYS = ("dataroot", "dataroot_target", "meta_info_file")
 
 
-def _did_you_mean(key, candidates):
+def _did_you_mean(key, candidates, prefix=""):
     close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
+    return f" (did you mean {' or '.join(f'`{prefix}{c}`' for c in close)}?)" if close else ""
 
 
 def _check_section(opt, section, errors):
@@ -48,7 +48,7 @@ def _check_section(opt, section, errors):
     prefix = f"{section}." if section else ""
     for key, value in node.items():
         if key not in schema:
-            errors.append(f"unknown option `{prefix}{key}`{_did_you_mean(key, schema)}")
+            errors.append(f"unknown option `{prefix}{key}`{_did_you_mean(key, schema, prefix)}")
         elif value is not None and not isinstance(value, schema[key]) or isinstance(value, bool) and schema[key] is NUMBER:
             expected = schema[key] if isinstance(schema[key], type) else tuple(schema[key])
             names = expected.__name__ if isinstance(expected, type) else "/".join(t.__name__ for t in expected)
