@@ -211,7 +211,11 @@ def publish(staging: Path, out: Path):
 def make_staging(out: Path) -> Path:
     """A fresh temporary folder beside `out` (same file system, so renaming is atomic)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the published folder's mode
+    return staging
 
 
 def main(argv=None) -> int:
