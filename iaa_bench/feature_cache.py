@@ -1,0 +1,406 @@
+"""Frozen-feature cache: each frozen encoder's output is computed once per sample and view.
+
+MMLQ trains only its query transformer and head; its frozen encoders cost ~5x the
+trainable step on CPU (NOTES §8). With `feature_cache: {enabled: true}` the encoders run
+once over each split -- through the arch's own `encode_image` / `encode_text`, so they
+stay in one place -- and batches then carry `image_feats`, `text_feats` + `text_mask`
+read from memory-mapped files: no image is decoded and no comment tokenised, so a cached
+epoch costs about the trainable part only, and its memory does not grow with the split.
+
+Options (top level): `feature_cache: {enabled, dir (default <root>/feature_cache),
+dtype: float16|float32, batch_size (build; default the loader's), flush_seconds: 30}`.
+
+One cache is a folder `<dir>/<split>-<key>`; the key hashes everything that determines
+its content (encoder identities, deterministic preprocessing, views, tokenizer and
+max_length, the split's rows, the comments file, storage dtype), so any change builds a
+new folder. Files:
+    meta.json   description, shapes, `complete` (set by rank 0 once every sample is done)
+    image.bin   (n, views, tokens, dim): view 0 the resized image, view 1 its hflip
+                (only when the augment has hflip; a seeded per-sample coin picks one)
+    text.bin    (sum of real token counts, dim): each text at its real length
+    text_lengths.npy  tokens per sample (offsets are its cumulative sum)
+    done.bin    one byte per sample; set only after its features are flushed, so an
+                interrupted build resumes where it stopped
+Under DDP each rank fills its own shard (indices rank::world) and rank 0 finalises after
+a barrier; ranks must share one file system view (one node).
+
+Random transforms other than hflip cannot be cached and are refused, naming the option.
+"""
+import copy
+import functools
+import hashlib
+import inspect
+import json
+import logging
+import os
+import time
+from os import path as osp
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from iaa_bench.checkpoint import bare
+from iaa_bench.pyiqa_adapter import LOGGER_NAME
+
+log = logging.getLogger(LOGGER_NAME)
+
+CACHE_VERSION = 1
+OPTION_DEFAULTS = {"enabled": False, "dir": None, "dtype": "float16", "batch_size": None, "flush_seconds": 30.0}
+STORE_DTYPES = {"float16": np.float16, "float32": np.float32}
+# pyiqa augment keys whose output is a function of the image alone (all others draw random numbers)
+DETERMINISTIC_AUGMENTS = ("resize", "center_crop", "adaptive_resize", "ada_pad", "totensor")
+
+
+class FeatureCacheError(ValueError):
+    """The option file asks for a cache that cannot reproduce what the uncached run sees."""
+
+
+# --------------------------------------------------------------------------- options and key
+def cache_options(opt: dict) -> dict:
+    raw = opt.get("feature_cache") or {}
+    unknown = set(raw) - set(OPTION_DEFAULTS)
+    if unknown:
+        raise FeatureCacheError(f"unknown option(s) feature_cache.{', feature_cache.'.join(sorted(unknown))}; "
+                                f"known: {', '.join(OPTION_DEFAULTS)}")
+    cache_opt = {**OPTION_DEFAULTS, **raw}
+    if cache_opt["dtype"] not in STORE_DTYPES:
+        raise FeatureCacheError(f"feature_cache.dtype must be one of {list(STORE_DTYPES)}, got {cache_opt['dtype']!r}")
+    cache_opt["dir"] = cache_opt["dir"] or osp.join(opt.get("root_path", os.getcwd()), "feature_cache")
+    return cache_opt
+
+
+def image_views(dataset) -> tuple:
+    """Stored image views of a dataset, after refusing augments a cache cannot reproduce."""
+    augment = dataset.opt.get("augment") or {}
+    phase = dataset.opt.get("phase", "train")
+    for key, value in augment.items():
+        if key not in DETERMINISTIC_AUGMENTS + ("hflip",) and value:
+            raise FeatureCacheError(
+                f"datasets.{phase}.augment.{key} is a random transform: cached features cannot reproduce it. "
+                f"Remove it, or set feature_cache.enabled: false")
+    return ("plain", "hflip") if augment.get("hflip") else ("plain",)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """Content hash of a file, computed once per (size, mtime) in a process."""
+    st = os.stat(path)
+    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def encoders_of(net) -> dict:
+    """{'image': encoder, 'text': encoder} of a network that takes cached features (absent branches left out)."""
+    params = inspect.signature(net.forward).parameters
+    found = {kind: getattr(net, f"{kind}_encoder", None) for kind in ("image", "text")}
+    found = {kind: enc for kind, enc in found.items() if enc is not None and f"{kind}_feats" in params}
+    if not found:
+        raise FeatureCacheError(f"feature_cache: network {type(net).__name__} has no frozen encoder whose output it "
+                                "accepts as `image_feats` / `text_feats`; set feature_cache.enabled: false")
+    return found
+
+
+def describe(net, dataset, store_dtype: str) -> dict:
+    """Everything that determines a cache's content (its hash is the folder key)."""
+    for method in ("labels", "tokens"):
+        if not hasattr(dataset, method):
+            raise FeatureCacheError(f"feature_cache: dataset type {type(dataset).__name__} has no `{method}(index)`; "
+                                    "use AVACommentsDataset or set feature_cache.enabled: false")
+    encoders = encoders_of(net)
+    rows = json.dumps(dataset.paths_mos, default=str).encode()
+    desc = {"version": CACHE_VERSION, "dtype": store_dtype,
+            "dataset": {"type": type(dataset).__name__, "split": dataset.opt.get("split", dataset.phase),
+                        "rows_sha256": hashlib.sha256(rows).hexdigest(), "image_dir": str(dataset.image_dir)}}
+    if "image" in encoders:
+        augment = {k: v for k, v in (dataset.opt.get("augment") or {}).items() if k != "hflip"}
+        desc["image"] = {"encoder": encoders["image"].identity(), "augment": augment,
+                         "img_range": dataset.opt.get("img_range", 1.0), "views": image_views(dataset)}
+    if "text" in encoders:
+        text_opt = dataset.text_opt
+        if text_opt is None:
+            raise FeatureCacheError(f"feature_cache: dataset {dataset.opt.get('name')} loads no text for the "
+                                    "network's text encoder")
+        if dataset.phase == "train" and text_opt["comment_fraction"] < 1:
+            raise FeatureCacheError("datasets.train.text.comment_fraction < 1 draws new comments every epoch: cached "
+                                    "text features cannot reproduce it. Set it to 1.0, or feature_cache.enabled: false")
+        desc["text"] = {"encoder": encoders["text"].identity(), "tokenizer": text_opt["tokenizer"],
+                        "tokenizer_class": type(dataset.tokenizer).__name__, "vocab_size": dataset.tokenizer.vocab_size,
+                        **{k: text_opt[k] for k in ("max_length", "separator", "comment_fraction", "seed")},
+                        "comments_sha256": file_sha256(dataset.store.path)}
+    return desc
+
+
+def cache_folder(cache_dir: str, desc: dict) -> str:
+    key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
+    return osp.join(cache_dir, f"{desc['dataset']['split']}-{key}")
+
+
+# --------------------------------------------------------------------------- storage
+def _read_meta(folder: str):
+    try:
+        with open(osp.join(folder, "meta.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def _write_meta(folder: str, meta: dict) -> None:
+    tmp = osp.join(folder, f"meta.json.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, osp.join(folder, "meta.json"))
+
+
+class CacheFiles:
+    """The memory maps of one cache folder (opened lazily, so forked or spawned workers open their own)."""
+
+    def __init__(self, folder: str, meta: dict, mode: str = "r"):
+        self.folder, self.meta, self.mode = folder, meta, mode
+        self.n = meta["n"]
+        if meta.get("text"):
+            self.text_lengths = np.load(osp.join(folder, "text_lengths.npy"))
+            self.text_offsets = np.concatenate([[0], np.cumsum(self.text_lengths)])
+        self._maps = None
+
+    def _open(self):
+        meta, dtype = self.meta, STORE_DTYPES[self.meta["dtype"]]
+        maps = {"done": np.memmap(osp.join(self.folder, "done.bin"), np.uint8, self.mode, shape=(self.n,))}
+        if meta.get("image"):
+            shape = (self.n, len(meta["image"]["views"]), meta["image"]["tokens"], meta["image"]["dim"])
+            maps["image"] = np.memmap(osp.join(self.folder, "image.bin"), dtype, self.mode, shape=shape)
+        if meta.get("text"):
+            shape = (int(self.text_offsets[-1]), meta["text"]["dim"])
+            maps["text"] = np.memmap(osp.join(self.folder, "text.bin"), dtype, self.mode, shape=shape)
+        return maps
+
+    def __getattr__(self, name):
+        if name in ("done", "image", "text"):
+            if self.__dict__.get("_maps") is None:
+                self._maps = self._open()
+            return self._maps[name]
+        raise AttributeError(name)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_maps": None}
+
+    def flush(self):
+        for name in ("image", "text"):
+            if name in (self._maps or {}):
+                self._maps[name].flush()
+
+
+def _allocate(folder: str, desc: dict, encoders: dict, dataset, store_dtype: str, show_progress: bool) -> dict:
+    """Create a cache folder: token counts of every text, zero-filled maps, meta.json last."""
+    os.makedirs(folder, exist_ok=True)
+    n = len(dataset)
+    meta = {"description": desc, "n": n, "dtype": store_dtype, "complete": False}
+    itemsize = np.dtype(STORE_DTYPES[store_dtype]).itemsize
+    size = 0
+    if "image" in encoders:
+        enc = encoders["image"]
+        meta["image"] = {"views": desc["image"]["views"], "tokens": enc.num_tokens, "dim": enc.out_dim}
+        size += n * len(meta["image"]["views"]) * enc.num_tokens * enc.out_dim * itemsize
+    if "text" in encoders:
+        lengths = np.array([int(dataset.tokens(i)["text_mask"].sum()) for i in
+                            tqdm(range(n), desc="feature cache: counting tokens", disable=not show_progress)], np.int64)
+        np.save(osp.join(folder, "text_lengths.npy"), lengths)
+        meta["text"] = {"dim": encoders["text"].out_dim, "tokens": int(lengths.sum())}
+        size += int(lengths.sum()) * meta["text"]["dim"] * itemsize
+    log.info(f"Feature cache {folder}: {n} samples, {size / 2 ** 30:.2f} GiB ({store_dtype})")
+    files = CacheFiles(folder, meta, mode="w+")
+    files.done  # noqa: B018  (creates every file at full size)
+    files.flush()
+    _write_meta(folder, meta)
+    return meta
+
+
+class _EncoderInputs(Dataset):
+    """What the encoders need of a sample: its deterministic image view (+ tokens), or only its tokens."""
+
+    def __init__(self, dataset, indices, with_image: bool):
+        self.dataset, self.indices, self.with_image = dataset, indices, with_image
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        return self.dataset[index] if self.with_image else self.dataset.tokens(index)
+
+
+def deterministic_view(dataset):
+    """A shallow copy of `dataset` whose transform leaves out hflip (the cache stores both views)."""
+    view = copy.copy(dataset)
+    augment = {k: v for k, v in (dataset.opt.get("augment") or {}).items() if k != "hflip"}
+    view.get_transforms({**dataset.opt, "augment": augment})
+    return view
+
+
+def _fill(files: CacheFiles, encoders: dict, net, dataset, indices, device, batch_size: int, num_workers: int,
+          flush_seconds: float, show_progress: bool) -> None:
+    """Encode `indices` not yet done; data is flushed before their done bytes, periodically and on exit."""
+    todo = [int(i) for i in indices if not files.done[i]]
+    if not todo:
+        return
+    source = _EncoderInputs(deterministic_view(dataset), todo, with_image="image" in encoders)
+    loader = DataLoader(source, batch_size=batch_size, num_workers=num_workers)
+    dtype = STORE_DTYPES[files.meta["dtype"]]
+    pending, last_flush = [], time.monotonic()
+
+    def commit():
+        files.flush()
+        files.done[pending] = 1
+        files.done.flush()
+        pending.clear()
+
+    bar = tqdm(total=len(todo), desc=f"feature cache {osp.basename(files.folder)}", unit="img", disable=not show_progress)
+    try:
+        for start, batch in zip(range(0, len(todo), batch_size), loader):
+            idx = np.asarray(todo[start:start + batch_size])
+            with torch.no_grad():
+                if "image" in encoders:
+                    img = batch["img"].to(device)
+                    views = [img, img.flip(-1)][:files.image.shape[1]]
+                    feats = net.encode_image(torch.cat(views)).unflatten(0, (len(views), len(idx))).transpose(0, 1)
+                    files.image[idx] = feats.cpu().numpy().astype(dtype)
+                if "text" in encoders:
+                    mask = batch["text_mask"]
+                    lengths = mask.sum(1)
+                    if not np.array_equal(files.text_lengths[idx], lengths.numpy()):
+                        raise RuntimeError(f"{files.folder}: token counts changed since the cache was allocated")
+                    width = int(lengths.max())
+                    feats = net.encode_text(batch["text_ids"][:, :width].to(device), mask[:, :width].to(device))
+                    feats = feats.cpu().numpy().astype(dtype)
+                    for row, index in enumerate(idx):
+                        files.text[files.text_offsets[index]:files.text_offsets[index + 1]] = feats[row, :lengths[row]]
+            pending.extend(idx.tolist())
+            bar.update(len(idx))
+            if time.monotonic() - last_flush > flush_seconds:
+                commit()
+                last_flush = time.monotonic()
+    finally:
+        commit()
+        bar.close()
+
+
+def _barrier():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def build_cache(net, dataset, cache_opt: dict, device, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                show_progress: bool = True) -> CacheFiles:
+    """Open a dataset's cache, building (or resuming) it first; every rank of a DDP run calls this together."""
+    net = bare(net)
+    encoders = encoders_of(net)
+    desc = describe(net, dataset, cache_opt["dtype"])
+    folder = cache_folder(cache_opt["dir"], desc)
+    meta = _read_meta(folder)
+    if meta is None or not meta["complete"]:
+        if rank == 0 and meta is None:
+            _allocate(folder, desc, encoders, dataset, cache_opt["dtype"], show_progress)
+        _barrier()
+        files = CacheFiles(folder, _read_meta(folder), mode="r+")
+        batch_size = int(cache_opt["batch_size"] or 32)
+        _fill(files, encoders, net, dataset, range(rank, len(dataset), world_size), device, batch_size, num_workers,
+              float(cache_opt["flush_seconds"]), show_progress and rank == 0)
+        del files
+        _barrier()
+        if rank == 0:
+            meta = _read_meta(folder)
+            missing = len(dataset) - int(np.count_nonzero(np.fromfile(osp.join(folder, "done.bin"), np.uint8)))
+            if missing:
+                raise RuntimeError(f"{folder}: {missing} samples were not encoded by any rank")
+            _write_meta(folder, {**meta, "complete": True})
+        _barrier()
+        meta = _read_meta(folder)
+    return CacheFiles(folder, meta, mode="r")
+
+
+# --------------------------------------------------------------------------- reading
+def _coin(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
+    """A fair, reproducible coin per (seed, epoch, sample): splitmix64 of the three, vectorised."""
+    with np.errstate(over="ignore"):
+        x = indices.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x += np.uint64((seed * 1_000_003 + epoch) % 2 ** 63)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(63)).astype(np.int64)
+
+
+class CachedFeatureDataset(Dataset):
+    """A split as cached features + labels; `__getitems__` reads a whole batch at once (no image, no tokenizer).
+
+    Batches: `image_feats` (B, tokens, dim) and/or `text_feats` (B, L, dim) + `text_mask` (B, L)
+    padded to the batch's longest text, float32 (converted once per batch), `mos_dist`,
+    `mos_label`, `img_path`. With two image views a per-sample coin (seed, epoch) picks one.
+    """
+
+    def __init__(self, dataset, files: CacheFiles, seed: int):
+        self.opt, self.phase, self.files, self.seed, self.epoch = dataset.opt, dataset.phase, files, seed, 0
+        labels = [dataset.labels(i) for i in range(len(dataset))]
+        self.mos_dist = torch.stack([s["mos_dist"] for s in labels])
+        self.mos_label = torch.stack([s["mos_label"] for s in labels])
+        self.img_paths = [s["img_path"] for s in labels]
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.files.n
+
+    def __getitems__(self, indices) -> dict:
+        idx = np.asarray(indices, dtype=np.int64)
+        batch = {"mos_dist": self.mos_dist[idx], "mos_label": self.mos_label[idx],
+                 "img_path": [self.img_paths[i] for i in idx]}
+        meta = self.files.meta
+        if meta.get("image"):
+            views = _coin(self.seed, self.epoch, idx) if len(meta["image"]["views"]) > 1 else 0
+            batch["image_feats"] = torch.from_numpy(self.files.image[idx, views]).float()
+        if meta.get("text"):
+            lengths = self.files.text_lengths[idx]
+            mask = np.arange(lengths.max()) < lengths[:, None]
+            rows = (self.files.text_offsets[idx][:, None] + np.arange(mask.shape[1]))[mask]
+            feats = np.zeros((*mask.shape, meta["text"]["dim"]), self.files.text.dtype)
+            feats[mask] = self.files.text[rows]
+            batch["text_feats"] = torch.from_numpy(feats).float()
+            batch["text_mask"] = torch.from_numpy(mask).long()
+        return batch
+
+    def __getitem__(self, index):
+        batch = self.__getitems__([index])
+        return {k: v[0] for k, v in batch.items()}
+
+
+def whole_batch(batch):
+    """collate_fn for CachedFeatureDataset: `__getitems__` already returns the collated batch."""
+    return batch
+
+
+def cached_loader(opt: dict, model, loader: DataLoader) -> DataLoader:
+    """The same loader (sampler, batch size, workers) over the cached features of its dataset."""
+    cache_opt = cache_options(opt)
+    files = build_cache(model.net, loader.dataset, {**cache_opt, "batch_size": cache_opt["batch_size"] or loader.batch_size},
+                        model.device, opt.get("rank", 0), opt.get("world_size", 1), loader.num_workers,
+                        show_progress=opt.get("rank", 0) == 0)
+    dataset = CachedFeatureDataset(loader.dataset, files, opt.get("manual_seed", 0))
+    return DataLoader(dataset, batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                      persistent_workers=loader.persistent_workers, generator=loader.generator, collate_fn=whole_batch)
+
+
+def apply_feature_cache(opt: dict, model, train_loader: DataLoader, val_loaders: list):
+    """The engine's hook: train and val loaders reading cached frozen features."""
+    return cached_loader(opt, model, train_loader), [cached_loader(opt, model, v) for v in val_loaders]
