@@ -1,0 +1,117 @@
+"""The shipped option files: valid, uniform (twins differ only where they must), and buildable offline."""
+import pytest
+
+from conftest import REPO
+from iaa_bench.benchmark import load_benchmark
+from iaa_bench.engine import dataset_options
+from iaa_bench.infer import validate_model_options
+from iaa_bench.models import build_net
+from iaa_bench.options import load_yaml
+
+OPTIONS = REPO / "options"
+MODEL_FILES = sorted(p for p in OPTIONS.glob("*.yml") if not p.name.startswith("benchmark_"))
+DEMO_TWINS = sorted(p for p in OPTIONS.glob("*_demo.yml") if p.name not in ("mmlq_demo.yml", "benchmark_demo.yml"))
+AVA_TWINS = sorted(p for p in OPTIONS.glob("*_ava.yml") if p.name not in ("mmlq_ava.yml", "benchmark_ava.yml"))
+
+
+def flat(node, prefix=""):
+    """{'a.b.c': leaf} of a nested option dict."""
+    if not isinstance(node, dict) or not node:
+        return {prefix.rstrip("."): node}
+    leaves = {}
+    for key, value in node.items():
+        leaves.update(flat(value, f"{prefix}{key}."))
+    return leaves
+
+
+def differing_keys(a: dict, b: dict) -> set:
+    fa, fb = flat(a), flat(b)
+    return {k for k in fa.keys() | fb.keys() if fa.get(k, "<absent>") != fb.get(k, "<absent>")}
+
+
+def allowed_twin_difference(key: str) -> bool:
+    """What a twin may change: its name, its network, and what that network strictly needs."""
+    return (key == "name" or key.startswith("network.") or key.startswith("train.mos_loss_opt.")
+            or key.startswith("train.optim.lr_"))
+
+
+def test_expected_files_exist():
+    names = {p.stem for p in MODEL_FILES}
+    for model in ("mmlq", "mmlq_image", "mmlq_text", "nima", "cnniqa"):
+        assert {f"{model}_demo", f"{model}_ava"} <= names
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_valid_except_data_a_user_prepares(path, monkeypatch):
+    """Everything is checked but the existence of dataset folders (the AVA ones are prepared by the user)."""
+    monkeypatch.chdir(REPO)
+    opt = load_yaml(str(path))
+    validate_model_options(opt, is_train=True, source=str(path))
+    if path.stem.endswith("_ava"):
+        for ds in opt["datasets"].values():
+            assert ds["dataroot"] == "datasets/ava_prepared" and "build_demo_if_missing" not in ds
+        assert "prepare_ava.py" in path.read_text()
+
+
+@pytest.mark.parametrize("twins,reference", [(DEMO_TWINS, "mmlq_demo.yml"), (AVA_TWINS, "mmlq_ava.yml")],
+                         ids=["demo", "ava"])
+def test_twins_differ_only_in_allowed_keys(twins, reference):
+    base = load_yaml(str(OPTIONS / reference))
+    assert len(twins) == 4
+    for path in twins:
+        opt = load_yaml(str(path))
+        extra = set()
+        if reference == "mmlq_ava.yml" and "text_encoder" not in opt["network"]:
+            extra = {"feature_cache.enabled"}  # nothing frozen to cache when the whole network trains
+        wrong = {k for k in differing_keys(base, opt) if not allowed_twin_difference(k)} - extra
+        assert not wrong, f"{path.name} differs from {reference} in {sorted(wrong)}"
+        assert opt["name"] == path.stem
+
+
+def test_difference_check_sees_a_changed_schedule():
+    base = load_yaml(str(OPTIONS / "mmlq_demo.yml"))
+    changed = {**base, "train": {**base["train"], "total_iter": 5}}
+    assert differing_keys(base, changed) == {"train.total_iter"}
+    assert not allowed_twin_difference("train.total_iter") and allowed_twin_difference("train.optim.lr_classifier")
+
+
+def test_ablations_and_what_their_datasets_load():
+    for suffix in ("demo", "ava"):
+        for name, modality, tokenises in (("mmlq", "both", True), ("mmlq_image", "image", False),
+                                          ("mmlq_text", "text", True), ("nima", None, False),
+                                          ("cnniqa", None, False)):
+            opt = load_yaml(str(OPTIONS / f"{name}_{suffix}.yml"))
+            assert opt["network"].get("modality") == modality
+            assert ("text" in dataset_options(opt, opt["datasets"]["test"])) == tokenises, name
+
+
+def test_paper_configuration():
+    net = load_yaml(str(OPTIONS / "mmlq_ava.yml"))["network"]
+    assert net["image_encoder"] == {"name": "vit_large_patch14_clip_224.openai", "weights": "timm", "img_size": 224}
+    assert net["text_encoder"] == {"name": "bert-base-uncased", "max_length": 512}
+    assert (net["num_visual_queries"], net["num_text_queries"], net["dim"], net["num_heads"], net["depth"]) == \
+        (32, 32, 768, 12, 6)
+    opt = load_yaml(str(OPTIONS / "mmlq_ava.yml"))
+    assert opt["num_gpu"] == 1 and opt["train"]["amp"] == "bf16"
+    assert opt["feature_cache"]["enabled"] is True and opt["feature_cache"]["dtype"] == "float16"
+
+
+@pytest.mark.parametrize("name", ["benchmark_demo.yml", "benchmark_ava.yml"])
+def test_benchmark_files(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    bench = load_benchmark(str(OPTIONS / name))
+    listed = {m["opt"] for m in bench["models"] if "opt" in m}
+    suffix = name.removeprefix("benchmark_").removesuffix(".yml")
+    assert listed == {f"options/{m}_{suffix}.yml" for m in ("mmlq", "mmlq_image", "mmlq_text", "nima", "cnniqa")}
+    assert bench["split"] == "test" and bench["train_missing"] is True
+
+
+@pytest.mark.parametrize("path", [OPTIONS / "mmlq_demo.yml", *DEMO_TWINS], ids=lambda p: p.name)
+def test_demo_networks_build_offline(path, forbid_sockets):
+    """Build only (no training): the offline pre-trained weights load, nothing is downloaded."""
+    net = build_net(load_yaml(str(path))["network"])
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert trainable > 0
+    if load_yaml(str(path))["network"]["type"] == "MMLQ":
+        frozen = [m for m in (net.image_encoder, net.text_encoder) if m is not None]
+        assert frozen and not any(p.requires_grad for m in frozen for p in m.parameters())
