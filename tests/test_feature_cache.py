@@ -49,16 +49,21 @@ def loader_of(ds, batch_size=4):
                       generator=torch.Generator().manual_seed(0))
 
 
-def cached(tmp_path, net, loader, **cache):
+def cached(tmp_path, net, loader, device="cpu", **cache):
     opt = {"feature_cache": {"enabled": True, "dir": str(tmp_path / "cache"), **cache}, "manual_seed": 3}
-    return fc.cached_loader(opt, SimpleNamespace(net=net, device=torch.device("cpu")), loader)
+    return fc.cached_loader(opt, SimpleNamespace(net=net, device=torch.device(device)), loader)
 
 
-@pytest.mark.parametrize("modality", ["both", "image", "text"])
-def test_cached_outputs_equal_uncached(demo, tmp_path, modality):
-    net = tiny_mmlq(modality=modality)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("modality, device", [("both", "cpu"), ("image", "cpu"), ("text", "cpu"),
+                                              pytest.param("both", "cuda", marks=CUDA)])
+def test_cached_outputs_equal_uncached(demo, tmp_path, modality, device):
+    net = tiny_mmlq(modality=modality).to(device)
     ds = dataset(demo)
-    plain, from_cache = next(iter(loader_of(ds))), next(iter(cached(tmp_path, net, loader_of(ds))))
+    plain, from_cache = next(iter(loader_of(ds))), next(iter(cached(tmp_path, net, loader_of(ds), device)))
+    plain, from_cache = ({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in (plain, from_cache))
     assert from_cache["img_path"] == plain["img_path"] and "img" not in from_cache and "text_ids" not in from_cache
     assert ("image_feats" in from_cache) == (modality != "text") and ("text_feats" in from_cache) == (modality != "image")
     assert torch.equal(from_cache["mos_dist"], plain["mos_dist"]) and torch.equal(from_cache["mos_label"], plain["mos_label"])
