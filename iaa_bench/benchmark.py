@@ -32,6 +32,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from os import path as osp  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -95,7 +96,7 @@ def split_loader(opt: dict, split: str):
 
 
 def evaluate_option_model(entry: dict, split: str, root: str, train_missing: bool, show_progress: bool):
-    """Score one trained model (training it first if asked): (row, image paths, loader)."""
+    """Score one trained model (training it first if asked): (row, image paths, loader, report entry)."""
     opt = load_options(entry["opt"], is_train=False, root=root, validate=validate_options)
     checkpoint = entry.get("checkpoint") or engine.default_checkpoint(opt)
     if checkpoint is None and train_missing:
@@ -110,7 +111,9 @@ def evaluate_option_model(entry: dict, split: str, root: str, train_missing: boo
     trainable, total = engine.count_parameters(model.net)
     row = leaderboard.row_from_predictions(entry["name"], entry.get("modality") or network_modality(opt), pred, gt,
                                            seconds, trainable, total)
-    return row, paths, loader, opt["opt_path"], opt["path"]["pretrain_network"]
+    record = {"name": entry["name"], "status": "evaluated", "opt": opt["opt_path"],
+              "checkpoint": opt["path"]["pretrain_network"]}
+    return row, paths, loader, record
 
 
 def evaluate_pyiqa_metric(entry: dict, loader, show_progress: bool):
@@ -161,19 +164,20 @@ def benchmark(argv=None) -> list:
     name = bench.get("name") or osp.splitext(osp.basename(args.opt))[0]
     out = args.out or osp.join(root, "results", name)
     show = not args.no_progress
-    engine.setup_run_logging(osp.join(out, f"benchmark_{time.strftime('%Y%m%d_%H%M%S')}.log"), rank=0)
+    log_file = osp.join(out, f"benchmark_{time.strftime('%Y%m%d_%H%M%S')}.log")
 
     rows, report, reference = [], [], None
     for entry in [m for m in bench["models"] if "opt" in m]:
-        row, paths, loader, opt_path, checkpoint = evaluate_option_model(entry, bench["split"], root,
-                                                                         bench["train_missing"], show)
+        engine.setup_run_logging(log_file, rank=0)  # again after each training run, which logs to its own file
+        row, paths, loader, record = evaluate_option_model(entry, bench["split"], root, bench["train_missing"], show)
         if reference is None:
             reference = (entry["name"], paths, loader)
         check_same_images(entry["name"], paths, reference[1], reference[0])
         rows.append(row)
-        report.append({"name": entry["name"], "status": "evaluated", "opt": opt_path, "checkpoint": checkpoint})
+        report.append(record)
         print(f"[benchmark] {row.name}: SRCC {row.srcc:.4f} PLCC {row.plcc:.4f} ({row.images_per_s:.1f} images/s)",
               flush=True)
+    engine.setup_run_logging(log_file, rank=0)
     for entry in [m for m in bench["models"] if "pyiqa_metric" in m]:
         try:
             row, paths = evaluate_pyiqa_metric(entry, reference[2], show)
@@ -192,7 +196,7 @@ def benchmark(argv=None) -> list:
     with open(osp.join(out, "benchmark.json"), "w", encoding="utf-8") as f:
         json.dump({"benchmark": osp.abspath(args.opt), "split": bench["split"], "images": len(reference[1]),
                    "models": report}, f, indent=1)
-    print(open(osp.join(out, "leaderboard.md"), encoding="utf-8").read(), flush=True)
+    print(Path(out, "leaderboard.md").read_text(encoding="utf-8"), flush=True)
     for item in report:
         if item["status"] == "skipped":
             print(f"Skipped {item['name']}: {item['reason']}")
