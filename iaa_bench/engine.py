@@ -406,6 +406,7 @@ def evaluate_best_on_test(opt, model) -> dict:
     metric_opts = (opt.get("val") or {}).get("metrics") or DEFAULT_VAL_METRICS
     results = {}
     for phase, loader in eval_loaders(opt, phases):
+        loader = with_feature_cache(opt, model, loader)
         pred, gt, _ = model.predict(loader, desc=f"Test {phase}", show_progress=opt["show_progress"])
         results[phase] = compute_metrics(pred, gt, metric_opts)
     return results
@@ -415,6 +416,15 @@ def count_parameters(net) -> tuple[int, int]:
     net = ckpt.bare(net)
     params = list(net.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def with_feature_cache(opt, model, loader):
+    """`loader` reading cached frozen features when the option file enables the cache."""
+    if not (opt.get("feature_cache") or {}).get("enabled"):
+        return loader
+    from iaa_bench.feature_cache import cached_loader
+
+    return cached_loader(opt, model, loader)
 
 
 def default_checkpoint(opt) -> str | None:
@@ -468,6 +478,7 @@ def test_pipeline(argv=None):
     results = {}
     for phase, loader in eval_loaders(opt):
         name = loader.dataset.opt.get("name", phase)
+        loader = with_feature_cache(opt, model, loader)
         t0 = time.time()
         pred, gt, paths = model.predict(loader, desc=f"Test {name}", show_progress=opt["show_progress"])
         seconds = time.time() - t0
