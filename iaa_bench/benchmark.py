@@ -17,8 +17,9 @@ Benchmark option file (paths relative to the working directory, as for train.py)
 to what the network reads. `pyiqa_metric` entries are pyiqa's published models, scored on
 the first option-file model's split; one whose weights cannot be loaded offline is
 skipped, with the reason recorded in benchmark.json and printed. Every model must see the
-same images in the same order (checked), so the rows are comparable. images/s is the
-wall time of the whole prediction pass (data loading included) on this machine.
+same images in the same order (checked), so the rows are comparable. images/s is
+end to end on this machine: the whole prediction pass from image files, data loading and
+frozen encoders included (the feature cache is not used here), so models compare fairly.
 """
 import os
 import sys
@@ -41,7 +42,7 @@ from tqdm import tqdm  # noqa: E402
 from iaa_bench import engine, leaderboard  # noqa: E402
 from iaa_bench.cli import run  # noqa: E402
 from iaa_bench.metrics import NUM_BINS, mean_score  # noqa: E402
-from iaa_bench.offline import WeightsUnavailableError, weights_required  # noqa: E402
+from iaa_bench.offline import ALLOW_DOWNLOAD, WeightsUnavailableError, weights_required  # noqa: E402
 from iaa_bench.option_checks import validate_options  # noqa: E402
 from iaa_bench.options import OptionError, load_options, load_yaml  # noqa: E402
 
@@ -116,14 +117,23 @@ def evaluate_option_model(entry: dict, split: str, root: str, train_missing: boo
     return row, paths, loader, record
 
 
+class ModelSkipped(Exception):
+    """A model that cannot be scored on this machine; the benchmark records why and goes on."""
+
+
 def evaluate_pyiqa_metric(entry: dict, loader, show_progress: bool):
     """Score a published pyiqa model (image only) on the reference loader's images."""
     import pyiqa
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with weights_required(f"models[{entry['name']}].pyiqa_metric", f"the weights of pyiqa metric "
-                                                                   f"'{entry['pyiqa_metric']}'"):
-        metric = pyiqa.create_metric(entry["pyiqa_metric"], as_loss=False, device=device)
+    try:
+        with weights_required(f"models[{entry['name']}].pyiqa_metric", "pyiqa's weights"):
+            metric = pyiqa.create_metric(entry["pyiqa_metric"], as_loss=False, device=device)
+    except WeightsUnavailableError as err:
+        hint = "" if ALLOW_DOWNLOAD else "; run once with IAA_BENCH_ALLOW_DOWNLOAD=1 on a connected machine"
+        cause = err.__cause__
+        raise ModelSkipped(f"pyiqa metric '{entry['pyiqa_metric']}': its published weights are not in the local "
+                           f"caches and cannot be downloaded here{hint} ({type(cause).__name__})") from err
     preds, gts, paths = [], [], []
     start = time.perf_counter()
     with torch.no_grad():
@@ -181,7 +191,7 @@ def benchmark(argv=None) -> list:
     for entry in [m for m in bench["models"] if "pyiqa_metric" in m]:
         try:
             row, paths = evaluate_pyiqa_metric(entry, reference[2], show)
-        except WeightsUnavailableError as err:
+        except ModelSkipped as err:
             report.append({"name": entry["name"], "status": "skipped", "pyiqa_metric": entry["pyiqa_metric"],
                            "reason": str(err)})
             print(f"[benchmark] {entry['name']}: skipped: {err}", flush=True)

@@ -26,6 +26,7 @@ def benchmark_run(tmp_path_factory):
         {"name": "tiny wide", "opt": str(tiny_model_options(tmp_path, data, "tiny_wide", 8)), "checkpoint": None},
         {"name": "tiny narrow", "opt": str(tiny_model_options(tmp_path, data, "tiny_narrow", 4)),
          "modality": "image"},
+        {"name": "pyiqa nima", "pyiqa_metric": "nima"},  # published weights: skipped offline, with the reason
     ]}
     bench_file = tmp_path / "bench.yml"
     bench_file.write_text(yaml.safe_dump(bench, sort_keys=False))
@@ -47,9 +48,9 @@ def test_trains_missing_models_and_writes_leaderboard(benchmark_run):
 
     rows = read_rows(out / "leaderboard.csv")
     assert [r["name"] for r in rows][-1] == "human split-half ceiling"
-    assert sorted(r["name"] for r in rows[:-1]) == ["tiny narrow", "tiny wide"]
+    assert {"tiny narrow", "tiny wide"} <= {r["name"] for r in rows[:-1]}
     assert "ava(PLCC/SRCC/KRCC)" in rows[0]
-    for row in rows[:-1]:
+    for row in [r for r in rows if r["name"].startswith("tiny")]:
         assert row["modality"] == "image"
         for column in MODEL_COLUMNS:
             assert np.isfinite(float(row[column])), (row["name"], column)
@@ -66,7 +67,12 @@ def test_trains_missing_models_and_writes_leaderboard(benchmark_run):
     report = yaml.safe_load((out / "benchmark.json").read_text())
     test_images = sum(1 for line in (data / "meta_info.csv").read_text().splitlines()[1:] if line.endswith(",2"))
     assert report["images"] == test_images == 8
-    assert [m["status"] for m in report["models"]] == ["evaluated", "evaluated"]
+    assert [m["status"] for m in report["models"][:2]] == ["evaluated", "evaluated"]
+    published = report["models"][2]
+    if published["status"] == "skipped":  # the usual case: no pyiqa weights cached on this machine
+        assert "pyiqa metric 'nima'" in published["reason"] and "IAA_BENCH_ALLOW_DOWNLOAD=1" in published["reason"]
+        assert f"Skipped pyiqa nima: {published['reason']}" in result.stdout
+        assert "pyiqa nima" not in (tmp_path / "results" / "tiny_bench" / "leaderboard.csv").read_text()
 
 
 def test_markdown_and_plots(benchmark_run):
@@ -75,7 +81,7 @@ def test_markdown_and_plots(benchmark_run):
     md = (out / "leaderboard.md").read_text()
     assert md in result.stdout  # the table is printed at the end
     table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 3 and "tiny wide" in md and "human split-half ceiling" in md
+    assert len(table) >= 1 + 3 and "tiny wide" in md and "human split-half ceiling" in md
     for name in ("pred_vs_gt.png", "correlation_bars.png"):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and min(img.size) > 200
