@@ -7,7 +7,7 @@ stay in one place -- and batches then carry `image_feats`, `text_feats` + `text_
 read from memory-mapped files: no image is decoded and no comment tokenised, so a cached
 epoch costs about the trainable part only, and its memory does not grow with the split.
 
-Options (top level): `feature_cache: {enabled, dir (default <root>/feature_cache),
+Options (top level): `feature_cache: {enabled, dir (default feature_cache; relative to the output root),
 dtype: float16|float32, batch_size (build; default the loader's), flush_seconds: 30}`.
 
 One cache is a folder `<dir>/<split>-<key>`; the key hashes everything that determines
@@ -67,7 +67,8 @@ def cache_options(opt: dict) -> dict:
     cache_opt = {**OPTION_DEFAULTS, **raw}
     if cache_opt["dtype"] not in STORE_DTYPES:
         raise FeatureCacheError(f"feature_cache.dtype must be one of {list(STORE_DTYPES)}, got {cache_opt['dtype']!r}")
-    cache_opt["dir"] = cache_opt["dir"] or osp.join(opt.get("root_path", os.getcwd()), "feature_cache")
+    # relative to the run's output root (like experiments/), so train.py and test.py share one cache
+    cache_opt["dir"] = osp.join(opt.get("root_path", os.getcwd()), osp.expanduser(cache_opt["dir"] or "feature_cache"))
     return cache_opt
 
 
