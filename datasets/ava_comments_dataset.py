@@ -41,7 +41,14 @@ from PIL import Image
 from iaa_bench.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
 from iaa_bench.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
-_TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
+TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
+
+
+def tokenize_comments(tokenizer, comments: list, text_opt: dict) -> dict:
+    """`text_ids`, `text_mask` (max_length,) of comments joined with the separator (shared with infer)."""
+    tokens = tokenizer(text_opt["separator"].join(comments), max_length=text_opt["max_length"], truncation=True,
+                       padding="max_length", return_tensors="pt")
+    return {"text_ids": tokens["input_ids"][0].long(), "text_mask": tokens["attention_mask"][0].long()}
 
 
 @DATASET_REGISTRY.register()
@@ -55,7 +62,7 @@ class AVACommentsDataset(BaseIQADataset):
         self.image_dir = Path(opt["dataroot_target"]).expanduser() if opt.get("dataroot_target") else root / recorded
         self.meta_info = pd.read_csv(root / "meta_info.csv")
         self.paths_mos = self.meta_info.values.tolist()
-        self.text_opt = {**_TEXT_DEFAULTS, **opt["text"]} if opt.get("text") else None
+        self.text_opt = {**TEXT_DEFAULTS, **opt["text"]} if opt.get("text") else None
         self.store = CommentStore(root)
         self.epoch = 0
         if self.text_opt is not None:
@@ -100,10 +107,7 @@ class AVACommentsDataset(BaseIQADataset):
 
     def tokens(self, index: int) -> dict:
         """`text_ids`, `text_mask` (max_length,) of a sample's selected comments, without its image."""
-        tokens = self.tokenizer(self.text_opt["separator"].join(self.selected_comments(index)),
-                                max_length=self.text_opt["max_length"], truncation=True,
-                                padding="max_length", return_tensors="pt")
-        return {"text_ids": tokens["input_ids"][0].long(), "text_mask": tokens["attention_mask"][0].long()}
+        return tokenize_comments(self.tokenizer, self.selected_comments(index), self.text_opt)
 
     def __getitem__(self, index):
         sample = self.labels(index)

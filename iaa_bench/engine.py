@@ -246,6 +246,29 @@ def find_resume_state(opt):
     return None, None
 
 
+RESOLVED_OPTIONS = "resolved_options.yml"
+
+
+def write_resolved_options(args, path: str) -> None:
+    """The option file as this run used it: --force_yml applied, plugin files made absolute.
+
+    `infer.py -opt experiments/<name>` and later evaluation read it, from any directory.
+    """
+    import yaml
+
+    from iaa_bench.options import apply_overrides, load_yaml
+
+    resolved = load_yaml(args.opt)
+    apply_overrides(resolved, args.force_yml)
+    base = osp.dirname(osp.abspath(args.opt))
+    resolved["plugins"] = [osp.join(base, p) if str(p).endswith(".py") and not osp.isabs(p) else p
+                           for p in resolved.get("plugins") or []] or None
+    if resolved["plugins"] is None:
+        del resolved["plugins"]
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(resolved, f, sort_keys=False)
+
+
 class StopRequest:
     """SIGINT/SIGTERM ask the loop to save a training state and exit cleanly."""
 
@@ -281,6 +304,7 @@ def train_pipeline(argv=None):
         with open(osp.join(opt["path"]["experiments_root"], osp.basename(args.opt)), "w", encoding="utf-8") as f:
             f.write(f"# {' '.join(sys.argv)}\n")
             f.write(open(args.opt, encoding="utf-8").read())
+        write_resolved_options(args, osp.join(opt["path"]["experiments_root"], RESOLVED_OPTIONS))
     stamp = time.strftime("%Y%m%d_%H%M%S")
     setup_run_logging(osp.join(opt["path"]["log"], f"train_{opt['name']}_{stamp}.log"), rank)
     log.info(get_env_info())

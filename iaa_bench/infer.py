@@ -37,25 +37,19 @@ from iaa_bench.options import OptionError, load_options  # noqa: E402
 from iaa_bench.pyiqa_adapter import DATASET_REGISTRY, is_registered  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_MISSING_DATA = ": path does not exist: "
 
 
 def validate_model_options(opt: dict, is_train: bool = False, source: str = "<options>") -> None:
     """validate_options, except that dataset paths need not exist: inference reads no dataset."""
-    try:
-        validate_options(opt, is_train=is_train, source=source)
-    except OptionError as err:
-        problems = [line for line in str(err).splitlines()[1:]
-                    if not (line.startswith("  - option `datasets.") and _MISSING_DATA in line)]
-        if problems:
-            raise OptionError(f"{source}: {len(problems)} problem(s) in the options:\n" + "\n".join(problems)) from None
+    validate_options(opt, is_train=is_train, source=source, check_data_paths=False)
 
 
 def resolve_option_file(opt_arg: str) -> tuple[str, str]:
     """(option file, output root or None) for an option file or a run folder `<root>/experiments/<name>`."""
     if not osp.isdir(opt_arg):
         return opt_arg, None
-    files = sorted(glob.glob(osp.join(opt_arg, "*.yml")))
+    resolved = osp.join(opt_arg, engine.RESOLVED_OPTIONS)
+    files = [resolved] if osp.isfile(resolved) else sorted(glob.glob(osp.join(opt_arg, "*.yml")))
     if len(files) != 1:
         raise OptionError(f"{opt_arg}: expected one option file (*.yml) in the run folder, found {len(files)}")
     return files[0], osp.dirname(osp.dirname(osp.abspath(opt_arg)))
@@ -82,10 +76,10 @@ class Preprocessor:
         cls.get_transforms(self.dataset, dataset_opt)
         self.text_opt, self.tokenizer = None, None
         if dataset_opt.get("text"):
-            from iaa_bench.datasets.ava_comments_dataset import _TEXT_DEFAULTS
+            from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS
             from iaa_bench.pretrained import load_tokenizer
 
-            self.text_opt = {**_TEXT_DEFAULTS, **dataset_opt["text"]}
+            self.text_opt = {**TEXT_DEFAULTS, **dataset_opt["text"]}
             self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
 
     def image(self, path: str) -> torch.Tensor:
@@ -94,9 +88,9 @@ class Preprocessor:
 
     def text(self, comments: list) -> dict:
         """Token ids and mask of the joined comments, as AVACommentsDataset makes them."""
-        tokens = self.tokenizer(self.text_opt["separator"].join(comments), max_length=self.text_opt["max_length"],
-                                truncation=True, padding="max_length", return_tensors="pt")
-        return {"text_ids": tokens["input_ids"].long(), "text_mask": tokens["attention_mask"].long()}
+        from iaa_bench.datasets.ava_comments_dataset import tokenize_comments
+
+        return {k: v[None] for k, v in tokenize_comments(self.tokenizer, comments, self.text_opt).items()}
 
 
 def list_images(img_arg: str) -> list:

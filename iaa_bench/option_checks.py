@@ -65,8 +65,11 @@ def _check_name(kind, name, option, errors):
         errors.append(f"option `{option}`: no {kind} named `{name}` is registered{hint}")
 
 
-def validate_options(opt: dict, is_train: bool = True, source: str = "<options>") -> None:
-    """Raise OptionError listing every problem in `opt` (loaded from `source`)."""
+def validate_options(opt: dict, is_train: bool = True, source: str = "<options>", check_data_paths: bool = True) -> None:
+    """Raise OptionError listing every problem in `opt` (loaded from `source`).
+
+    check_data_paths=False skips the dataset folders/files (inference reads no dataset).
+    """
     errors = []
     try:
         load_plugins(opt.get("plugins"), source)
@@ -92,7 +95,7 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
         bs = ds.get("batch_size_per_gpu", 1)
         if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
             errors.append(f"option `{where}.batch_size_per_gpu` must be a positive int, got {bs!r}")
-        if ds.get("build_demo_if_missing"):
+        if ds.get("build_demo_if_missing") or not check_data_paths:
             continue
         for key in DATASET_PATH_KEYS:
             value = ds.get(key)
