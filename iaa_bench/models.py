@@ -66,6 +66,9 @@ class IAAModel(BaseModel):
         self.returns_dist = "return_dist" in inspect.signature(net.forward).parameters
         self._load_pretrained(net)
         self.net = self._to_device(net)
+        if self.is_train and (opt.get("train") or {}).get("compile"):
+            # in place, so state-dict keys are unchanged; dynamic: cached text lengths vary per batch
+            ckpt.bare(self.net).compile(dynamic=True)
 
         amp = (opt.get("train") or {}).get("amp", "none") if self.is_train else (opt.get("val") or {}).get("amp", "none")
         self.amp_dtype = AMP_DTYPES.get(amp)

@@ -76,15 +76,15 @@ def _looks_like_float(text: str) -> bool:
         return False
 
 
-def init_distributed(launcher: str) -> tuple[int, int]:
+def init_distributed(launcher: str, use_cuda: bool = True) -> tuple[int, int]:
     """Start torch.distributed for torchrun (`--launcher pytorch`): nccl on CUDA, gloo on CPU."""
     if launcher == "none":
         return 0, 1
+    use_cuda = use_cuda and torch.cuda.is_available()
     if launcher == "slurm":
         os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
         os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
         os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-    use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     if not torch.distributed.is_initialized():
@@ -128,7 +128,7 @@ def load_options(opt_path, is_train, overrides=None, root=None, validate=None, l
     opt["is_train"] = is_train
     opt["auto_resume"] = auto_resume
     opt["dist"] = launcher != "none"
-    opt["rank"], opt["world_size"] = init_distributed(launcher)
+    opt["rank"], opt["world_size"] = init_distributed(launcher, use_cuda=opt.get("num_gpu", 0) not in (0, None))
     if debug and not opt["name"].startswith("debug"):
         opt["name"] = "debug_" + opt["name"]
     seed = opt.get("manual_seed")

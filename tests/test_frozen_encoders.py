@@ -1,5 +1,4 @@
 """Frozen encoders: real offline weights, offline fail-fast, freezing, low precision."""
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,7 @@ from iaa_bench.pretrained import load_tokenizer
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100)
 
 
-@pytest.fixture
-def no_sockets(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-def test_offline_efficientnet_lite0_classifies_coffee_as_espresso(no_sockets):
+def test_offline_efficientnet_lite0_classifies_coffee_as_espresso(forbid_sockets):
     from skimage import data
 
     encoder = FrozenImageEncoder()  # defaults: tf_efficientnet_lite0, offline weights
@@ -36,7 +27,7 @@ def test_offline_efficientnet_lite0_classifies_coffee_as_espresso(no_sockets):
     assert encoder.identity()["mean"] == [0.5, 0.5, 0.5]
 
 
-def test_offline_minilm_embeds_paraphrases_closer(no_sockets):
+def test_offline_minilm_embeds_paraphrases_closer(forbid_sockets):
     encoder = FrozenTextEncoder("offline-minilm", max_length=32)
     tokenizer = load_tokenizer("offline-minilm")
     texts = ["A beautiful sunset over the sea.", "A lovely sundown above the ocean.",

@@ -1,5 +1,4 @@
 """NIMABaseline: builds offline, forward shapes, pyiqa NIMA checkpoint compatibility."""
-import socket
 
 import pytest
 import torch
@@ -9,15 +8,7 @@ from iaa_bench.offline import WeightsUnavailableError
 from iaa_bench.pyiqa_adapter import build_network
 
 
-@pytest.fixture
-def no_sockets(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-def test_random_init_builds_offline_and_follows_pyiqa_outputs(no_sockets):
+def test_random_init_builds_offline_and_follows_pyiqa_outputs(forbid_sockets):
     torch.manual_seed(0)
     net = build_network(dict(type="NIMABaseline", base_model_name="resnet10t", backbone_weights=None)).eval()
     mos, dist = net(torch.rand(2, 3, 180, 240), return_mos=True, return_dist=True)
@@ -25,7 +16,7 @@ def test_random_init_builds_offline_and_follows_pyiqa_outputs(no_sockets):
     assert net(torch.rand(2, 3, 224, 224)).shape == (2, 1)
 
 
-def test_offline_efficientnet_lite0_backbone_matches_the_image_encoder(no_sockets):
+def test_offline_efficientnet_lite0_backbone_matches_the_image_encoder(forbid_sockets):
     from iaa_bench.archs.frozen_encoders import create_timm_model
 
     net = build_network(dict(type="NIMABaseline", base_model_name="tf_efficientnet_lite0",
