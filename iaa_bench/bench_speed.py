@@ -156,7 +156,7 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def main(argv=None) -> int:
-    from iaa_bench import engine
+    from iaa_bench import engine, loaders
     from iaa_bench.archs.nima_baseline_arch import NIMABaseline
     from iaa_bench.feature_cache import cached_loader
     from iaa_bench.option_checks import validate_options
@@ -174,8 +174,8 @@ def main(argv=None) -> int:
                             "dir": args.cache_dir or os.path.join(workdir, "feature_cache")}
     opt["show_progress"] = False
     opt["datasets"] = {"train": opt["datasets"]["train"]}
-    engine.ensure_demo_data(opt["datasets"]["train"], 0)
-    (loader, _, _), _ = engine.create_dataloaders(opt)
+    loaders.ensure_demo_data(opt["datasets"]["train"], 0)
+    (loader, _, _), _ = loaders.create_dataloaders(opt)
     model = engine.build_iaa_model(opt)
     net, device, n = model.net, model.device, args.batches
     batch_size = loader.batch_size

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from iaa_bench import engine, leaderboard  # noqa: E402
+from iaa_bench import engine, leaderboard, loaders  # noqa: E402
 from iaa_bench.cli import run  # noqa: E402
 from iaa_bench.metrics import NUM_BINS, mean_score  # noqa: E402
 from iaa_bench.offline import ALLOW_DOWNLOAD, WeightsUnavailableError, weights_required  # noqa: E402
@@ -93,7 +93,7 @@ def split_loader(opt: dict, split: str):
     """The loader of the option file's `datasets.<split>`."""
     if split not in opt.get("datasets", {}):
         raise OptionError(f"{opt['opt_path']}: no `datasets.{split}` to benchmark on")
-    return engine.eval_loaders(opt, [split])[0][1]
+    return loaders.eval_loaders(opt, [split])[0][1]
 
 
 def evaluate_option_model(entry: dict, split: str, root: str, train_missing: bool, show_progress: bool):

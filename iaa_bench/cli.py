@@ -2,11 +2,13 @@
 import sys
 
 from iaa_bench.checkpoint import CheckpointError
+from iaa_bench.loaders import BadImageError
 from iaa_bench.models import NonFiniteLossError
 from iaa_bench.offline import WeightsUnavailableError
 from iaa_bench.options import OptionError
 
-EXPECTED_ERRORS = (OptionError, WeightsUnavailableError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+EXPECTED_ERRORS = (OptionError, WeightsUnavailableError, CheckpointError, NonFiniteLossError, BadImageError,
+                   FileNotFoundError)
 
 
 def run(pipeline, argv=None) -> int:

@@ -22,174 +22,17 @@ import time
 from os import path as osp
 
 import torch
-from PIL import ImageFile
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from iaa_bench import checkpoint as ckpt
+from iaa_bench.loaders import create_dataloaders, eval_loaders, with_feature_cache
 from iaa_bench.options import parse_options
-from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_dataset, build_model, get_env_info, get_root_logger
+from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_model, get_env_info, get_root_logger
 
 log = logging.getLogger(LOGGER_NAME)
 
 # pyiqa model types whose contract IAAModel keeps (with the fixes above).
 FIXED_PYIQA_MODEL_TYPES = ("DistIQAModel", "GeneralIQAModel")
-
-
-class EpochSampler(Sampler):
-    """Seeded per-epoch order, sharded across ranks without padding, resumable mid-epoch.
-
-    The order of epoch e depends only on (seed, e), so a resumed run sees exactly the
-    batches the uninterrupted run would have; `skip` drops the ones already consumed.
-    """
-
-    def __init__(self, size, seed, shuffle=True, rank=0, world_size=1, drop_last=False):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch, skip=0):
-        self.epoch, self.skip = epoch, skip
-
-    def _indices(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        if self.drop_last:  # equal shard sizes so every rank runs the same number of steps
-            order = order[: self.size - self.size % self.world_size]
-        return order[self.rank :: self.world_size]
-
-    def __iter__(self):
-        return iter(self._indices()[self.skip :])
-
-    def __len__(self):
-        return len(self._indices()) - self.skip
-
-
-class BadImageError(RuntimeError):
-    pass
-
-
-class GuardedDataset(Dataset):
-    """Applies a dataset's `bad_image` policy to unreadable images met while loading.
-
-    `fail` (default): stop with the image's path in the error. `skip`: drop the sample from
-    its batch; the batch carries the path under `skipped_images` so the run can count and
-    record it. pyiqa sets PIL's LOAD_TRUNCATED_IMAGES process-wide on import, which makes
-    truncated JPEGs decode silently as grey: it is switched back off here so they are caught.
-    """
-
-    def __init__(self, dataset, policy: str = "fail"):
-        if policy not in ("fail", "skip"):
-            raise ValueError(f"bad_image must be 'fail' or 'skip', got {policy!r}")
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        self.dataset, self.policy = dataset, policy
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getattr__(self, name):  # opt, set_epoch, paths_mos, ... of the wrapped dataset
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def image_path(self, index) -> str:
-        row = self.dataset.paths_mos[index] if hasattr(self.dataset, "paths_mos") else [f"sample {index}"]
-        folder = getattr(self.dataset, "image_dir", None) or getattr(self.dataset, "dataroot", "")
-        return osp.join(str(folder), str(row[0]))
-
-    def __getitem__(self, index):
-        try:
-            return self.dataset[index]
-        except (OSError, SyntaxError) as err:  # PIL's decode errors, missing files
-            path = self.image_path(index)
-            if self.policy == "fail":
-                raise BadImageError(f"Unreadable image {path}: {err} "
-                                    "(set the dataset's `bad_image: skip` to skip and record such images)") from err
-            return {"skipped_image": path}
-
-
-def collate_skipping_bad_images(samples):
-    """default_collate over the good samples; paths of skipped ones under `skipped_images`."""
-    good = [s for s in samples if "skipped_image" not in s]
-    skipped = [s["skipped_image"] for s in samples if "skipped_image" in s]
-    batch = default_collate(good) if good else {}
-    if skipped:
-        batch["skipped_images"] = skipped
-    return batch
-
-
-def dataset_options(opt: dict, dataset_opt: dict) -> dict:
-    """A dataset's options, with the text settings taken from the network's text encoder.
-
-    Datasets stay identical between image-only and multimodal option files; a network
-    with a `text_encoder` (and not `modality: image`) makes the dataset tokenise comments.
-    """
-    dataset_opt = dict(dataset_opt)
-    net = opt.get("network", {})
-    text_enc = net.get("text_encoder")
-    if text_enc and net.get("modality", "both") != "image" and "text" not in dataset_opt:
-        dataset_opt["text"] = {"tokenizer": text_enc.get("name", "offline-minilm"),
-                               "max_length": text_enc.get("max_length", 128)}
-    return dataset_opt
-
-
-def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
-    """Build the bundled demo dataset when an option file asks for it and it is absent."""
-    demo = dataset_opt.get("build_demo_if_missing")
-    root = dataset_opt.get("dataroot")
-    if not demo or not root or osp.isfile(osp.join(root, "meta_info.csv")):
-        return
-    if rank == 0:
-        from iaa_bench import make_demo_data
-
-        args = ["--out", root] + [a for k, v in (demo if isinstance(demo, dict) else {}).items() for a in (f"--{k}", str(v))]
-        log.info(f"Demo dataset not found at {root}; building it: make_demo_data {' '.join(args)}")
-        if make_demo_data.main(args) != 0:
-            raise RuntimeError(f"Building the demo dataset into {root} failed")
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
-def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
-    workers = dataset_opt.get("num_worker_per_gpu", 0)
-    return DataLoader(
-        GuardedDataset(dataset, dataset_opt.get("bad_image", "fail")), collate_fn=collate_skipping_bad_images,
-        batch_size=dataset_opt.get("batch_size_per_gpu", 1), sampler=sampler, drop_last=drop_last,
-        num_workers=workers, pin_memory=dataset_opt.get("pin_memory", False),
-        persistent_workers=bool(workers) and dataset_opt.get("persistent_workers", False),
-        # a private generator: creating a loader iterator must not consume the global RNG
-        generator=torch.Generator().manual_seed(opt["manual_seed"]),
-    )
-
-
-def create_dataloaders(opt):
-    """The train loader (with its sampler and options) and the `val*` loaders.
-
-    `test*` datasets are not touched while training (model selection uses val only);
-    the best network is evaluated on them once training ends.
-    """
-    rank, world = opt["rank"], opt["world_size"]
-    train = None
-    vals = []
-    for phase, raw_opt in opt.get("datasets", {}).items():
-        if phase.split("_")[0] == "test":
-            continue
-        ensure_demo_data(raw_opt, rank)
-        dataset_opt = dataset_options(opt, raw_opt)
-        dataset = build_dataset(dataset_opt)
-        if phase == "train":
-            sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
-                                   drop_last=True)
-            train = (build_loader(opt, dataset, dataset_opt, sampler, drop_last=True), sampler, dataset_opt)
-        elif phase.split("_")[0] == "val":
-            sampler = EpochSampler(len(dataset), 0, False, rank, world)
-            vals.append(build_loader(opt, dataset, dataset_opt, sampler))
-        else:
-            raise ValueError(f"datasets.{phase}: unknown phase (use train, val, val_*, test, test_*)")
-    return train, vals
 
 
 def record_skipped_images(opt, paths) -> None:
@@ -442,15 +285,6 @@ def count_parameters(net) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def with_feature_cache(opt, model, loader):
-    """`loader` reading cached frozen features when the option file enables the cache."""
-    if not (opt.get("feature_cache") or {}).get("enabled"):
-        return loader
-    from iaa_bench.feature_cache import cached_loader
-
-    return cached_loader(opt, model, loader)
-
-
 def default_checkpoint(opt) -> str | None:
     """The run's own best (else latest) network, for evaluating without `path.pretrain_network`."""
     models = osp.join(opt["root_path"], "experiments", opt["name"], "models")
@@ -468,22 +302,6 @@ def build_eval_model(opt, checkpoint=None):
                                 f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
     opt["path"]["pretrain_network"] = checkpoint
     return build_iaa_model(opt)
-
-
-def eval_loaders(opt, phases=None):
-    """(phase, loader) for the option file's val/test datasets (or just `phases`)."""
-    loaders = []
-    for phase, raw_opt in opt.get("datasets", {}).items():
-        if phase == "train" or (phases and phase not in phases):
-            continue
-        ensure_demo_data(raw_opt, opt["rank"])
-        dataset_opt = {**dataset_options(opt, raw_opt), "phase": phase.split("_")[0]}
-        dataset = build_dataset(dataset_opt)
-        loaders.append((phase, build_loader(opt, dataset, dataset_opt, EpochSampler(len(dataset), 0, False, opt["rank"],
-                                                                                     opt["world_size"]))))
-    if not loaders:
-        raise ValueError(f"{opt.get('opt_path')}: no datasets.val*/test* to evaluate on")
-    return loaders
 
 
 def test_pipeline(argv=None):

@@ -29,7 +29,7 @@ from os import path as osp  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from iaa_bench import engine  # noqa: E402
+from iaa_bench import engine, loaders  # noqa: E402
 from iaa_bench.cli import run  # noqa: E402
 from iaa_bench.metrics import NUM_BINS  # noqa: E402
 from iaa_bench.option_checks import validate_options  # noqa: E402
@@ -61,7 +61,7 @@ def eval_dataset_options(opt: dict) -> dict:
                                                                       if p.startswith("val")]
     if not phases:
         raise OptionError(f"{opt['opt_path']}: no datasets.test or datasets.val* whose preprocessing to reuse")
-    return engine.dataset_options(opt, opt["datasets"][phases[0]])
+    return loaders.dataset_options(opt, opt["datasets"][phases[0]])
 
 
 class Preprocessor:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 import iaa_bench  # noqa: F401  (registers MMLQ and AVACommentsDataset)
 from iaa_bench import feature_cache as fc
 from iaa_bench.archs.mmlq_arch import MMLQ
-from iaa_bench.engine import EpochSampler
+from iaa_bench.loaders import EpochSampler
 
 MAX_LENGTH = 24
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522)

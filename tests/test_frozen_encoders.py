@@ -1,7 +1,6 @@
 """Frozen encoders: real offline weights, offline fail-fast, freezing, low precision."""
 import subprocess
 import sys
-import time
 
 import pytest
 import torch

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import REPO
 from iaa_bench.benchmark import load_benchmark
-from iaa_bench.engine import dataset_options
+from iaa_bench.loaders import dataset_options
 from iaa_bench.infer import validate_model_options
 from iaa_bench.models import build_net
 from iaa_bench.options import load_yaml

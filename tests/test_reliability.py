@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
-from iaa_bench.engine import BadImageError, train_pipeline
+from iaa_bench.engine import train_pipeline
+from iaa_bench.loaders import BadImageError
 from iaa_bench.models import NonFiniteLossError
 from iaa_bench.option_checks import validate_options
 from iaa_bench.options import OptionError
