@@ -37,10 +37,18 @@ FEATURE_KEYS = ("image_feats", "text_feats")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# pyiqa archs that download whatever their options say, and what to set instead.
+OFFLINE_ALTERNATIVES = {
+    "NIMA": "network.type: NIMABaseline with network.backbone_weights (a local file, or "
+            "offline-efficientnet-lite0); pyiqa's NIMA downloads its backbone even with pretrained: false",
+}
+
+
 def build_net(network_opt: dict) -> torch.nn.Module:
     """Build a registered architecture; a needed download fails fast, naming the option."""
-    with weights_required(f"network (type {network_opt.get('type')}): its local-weights option",
-                          f"the pre-trained weights of {network_opt.get('type')}"):
+    arch = network_opt.get("type")
+    option = OFFLINE_ALTERNATIVES.get(arch, f"network.* (the local-weights option of {arch})")
+    with weights_required(option, f"the pre-trained weights of {arch}"):
         return build_network(network_opt)
 
 

@@ -121,7 +121,7 @@ def test_pyiqa_nima_download_fails_fast_naming_the_option(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="network") as err:
         train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])
     assert time.monotonic() - start < 5
-    assert "NIMABaseline" in str(err.value) or "local" in str(err.value)
+    assert "network.type: NIMABaseline with network.backbone_weights" in str(err.value)
 
 
 def test_nima_baseline_trains_offline_without_sockets(tmp_path, forbid_sockets):
