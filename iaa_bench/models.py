@@ -106,9 +106,9 @@ class IAAModel(BaseModel):
         self.net.train()
         train_opt = self.opt["train"]
         self.nonfinite_policy = train_opt.get("nonfinite_loss", "stop")
-        self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device) if train_opt.get("mos_loss_opt") else None
-        if self.cri_mos is None:
+        if not train_opt.get("mos_loss_opt"):
             raise ValueError("train.mos_loss_opt is required (e.g. {type: ScoreDistEMDLoss, r: 2})")
+        self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device)
         self.setup_optimizers()
         if train_opt.get("scheduler"):
             self.setup_schedulers()
