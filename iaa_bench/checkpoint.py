@@ -37,6 +37,7 @@ def atomic_torch_save(obj, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException as err:
         if osp.exists(tmp):
@@ -49,6 +50,12 @@ def atomic_torch_save(obj, path: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def bare(net: torch.nn.Module) -> torch.nn.Module:

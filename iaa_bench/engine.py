@@ -227,7 +227,7 @@ def train_pipeline(argv=None):
                         tb_logger.add_scalar(f"losses/{k}", v, current_iter)
                     tb_logger.add_scalar("train/samples_per_s", rate, current_iter)
             if current_iter % ckpt_freq == 0 or current_iter % latest_freq == 0:
-                model.save(epoch, current_iter, keep_states)
+                model.save(epoch, current_iter, keep_states, snapshot=current_iter % ckpt_freq == 0)
             if val_loaders and current_iter % val_freq == 0:
                 for loader in val_loaders:
                     metrics = model.validation(loader, current_iter, tb_logger)

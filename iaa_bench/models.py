@@ -277,11 +277,13 @@ class IAAModel(BaseModel):
             "rng": ckpt.rng_state(),
         }
 
-    def save(self, epoch, current_iter, keep_states=0):
-        """Save `net_<iter>.pth`, `net_latest.pth` and `training_states/<iter>.state` (rank 0)."""
+    def save(self, epoch, current_iter, keep_states=0, snapshot=False):
+        """Save `net_latest.pth` and `training_states/<iter>.state` (the newest `keep_states` kept),
+        plus a lasting `net_<iter>.pth` when `snapshot` (rank 0 only)."""
         if self.opt.get("rank", 0) != 0:
             return
-        self.save_network_file(f"net_{current_iter}")
+        if snapshot:
+            self.save_network_file(f"net_{current_iter}")
         self.save_network_file("net_latest")
         folder = self.opt["path"]["training_states"]
         ckpt.atomic_torch_save(self.training_state(epoch, current_iter), osp.join(folder, f"{current_iter}{ckpt.STATE_SUFFIX}"))
