@@ -70,6 +70,10 @@ def test_train_script_writes_experiment_tb_and_archives_previous(tmp_path):
     assert list((tmp_path / "tb_logger" / "tiny").glob("events.out.tfevents.*"))
     assert len(list((tmp_path / "experiments").glob("tiny_archived_*"))) == 1  # the first run, kept
     assert len(list((tmp_path / "tb_logger").glob("tiny_archived_*"))) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb_logger" / "tiny")).Reload()
+    assert {"losses/l_mos", "val_metrics/tiny_val/srcc", "val_metrics/tiny_val/plcc"} <= set(events.Tags()["scalars"])
     log_text = next(exp.glob("train_tiny_*.log")).read_text()
     assert "samples/s" in log_text and "Validation tiny_val @ iter 6" in log_text
 

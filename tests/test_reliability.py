@@ -178,3 +178,32 @@ def test_nan_loss_skip_policy_continues(tmp_path, data):
     opt["train"]["nonfinite_loss"] = "skip"
     metrics = train_pipeline(["-opt", str(write_options(tmp_path / "tiny.yml", opt)), "--root", str(tmp_path)])
     assert all(v == v for v in metrics.values())  # finite, not NaN
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    """A full disk mid-write: clear error, the previous checkpoint intact, no temporary file left."""
+    from iaa_bench import checkpoint
+
+    target = tmp_path / "net_latest.pth"
+    checkpoint.atomic_torch_save({"w": torch.ones(3)}, str(target))
+
+    def disk_full(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(checkpoint.CheckpointError, match="No space left.*previous file is intact"):
+        checkpoint.atomic_torch_save({"w": torch.zeros(3)}, str(target))
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["net_latest.pth"]
+
+
+def test_only_the_newest_states_are_kept(tmp_path):
+    from iaa_bench import checkpoint
+
+    for it in (2, 4, 6, 8):
+        checkpoint.atomic_torch_save({"iter": it}, str(tmp_path / f"{it}.state"))
+    checkpoint.prune_states(str(tmp_path), keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["6.state", "8.state"]
+    assert checkpoint.load_latest_state(str(tmp_path))[1]["iter"] == 8
