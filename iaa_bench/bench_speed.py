@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     opt["show_progress"] = False
     opt["datasets"] = {"train": opt["datasets"]["train"]}
     loaders.ensure_demo_data(opt["datasets"]["train"], 0)
-    (loader, _, _), _ = loaders.create_dataloaders(opt)
+    loader, _ = loaders.create_dataloaders(opt)
     model = engine.build_iaa_model(opt)
     net, device, n = model.net, model.device, args.batches
     batch_size = loader.batch_size

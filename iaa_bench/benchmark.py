@@ -30,7 +30,6 @@ _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from os import path as osp  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,6 +39,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from iaa_bench import engine, leaderboard, loaders  # noqa: E402
+from iaa_bench.atomic import atomic_write_json  # noqa: E402
 from iaa_bench.cli import run  # noqa: E402
 from iaa_bench.metrics import NUM_BINS, mean_score  # noqa: E402
 from iaa_bench.offline import ALLOW_DOWNLOAD, WeightsUnavailableError, weights_required  # noqa: E402
@@ -203,9 +203,8 @@ def benchmark(argv=None) -> list:
         rows.append(leaderboard.ceiling_row(vote_counts(reference[2].dataset)))
 
     leaderboard.write_results(rows, out, dataset=bench["dataset"])
-    with open(osp.join(out, "benchmark.json"), "w", encoding="utf-8") as f:
-        json.dump({"benchmark": osp.abspath(args.opt), "split": bench["split"], "images": len(reference[1]),
-                   "models": report}, f, indent=1)
+    atomic_write_json(osp.join(out, "benchmark.json"), {"benchmark": osp.abspath(args.opt), "split": bench["split"],
+                                                         "images": len(reference[1]), "models": report})
     print(Path(out, "leaderboard.md").read_text(encoding="utf-8"), flush=True)
     for item in report:
         if item["status"] == "skipped":

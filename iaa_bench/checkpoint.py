@@ -11,12 +11,12 @@ import logging
 import os
 import random
 import re
-import tempfile
 from os import path as osp
 
 import numpy as np
 import torch
 
+from iaa_bench.atomic import atomic_write
 from iaa_bench.pyiqa_adapter import LOGGER_NAME
 
 STATE_SUFFIX = ".state"
@@ -29,33 +29,10 @@ class CheckpointError(RuntimeError):
 
 def atomic_torch_save(obj, path: str) -> None:
     """torch.save to `path` atomically; on failure the previous file is untouched."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{osp.basename(path)}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException as err:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        if isinstance(err, OSError):
-            raise CheckpointError(f"Could not write {path}: {err}; the previous file is intact") from err
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except OSError as err:
+        raise CheckpointError(f"Could not write {path}: {err}; the previous file is intact") from err
 
 
 def bare(net: torch.nn.Module) -> torch.nn.Module:

@@ -13,7 +13,6 @@ long runs (see README "pyiqa defects fixed"):
   their contract with these fixes.
 """
 import datetime
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from iaa_bench import checkpoint as ckpt
+from iaa_bench.atomic import atomic_write_json
 from iaa_bench.loaders import create_dataloaders, eval_loaders, with_feature_cache
 from iaa_bench.options import parse_options
 from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_model, get_env_info, get_root_logger
@@ -159,7 +159,8 @@ def train_pipeline(argv=None):
 
         tb_logger = SummaryWriter(log_dir=opt["path"]["tb_logger"])
 
-    (train_loader, sampler, train_ds_opt), val_loaders = create_dataloaders(opt)
+    train_loader, val_loaders = create_dataloaders(opt)
+    sampler = train_loader.sampler  # kept when the feature cache swaps the loader
     iters_per_epoch = len(sampler) // train_loader.batch_size
     if iters_per_epoch == 0:
         raise ValueError(f"datasets.train.batch_size_per_gpu={train_loader.batch_size} is larger than the "
@@ -198,7 +199,7 @@ def train_pipeline(argv=None):
     current_iter = start_iter
     epoch = current_iter // iters_per_epoch
     t_start, it_start = time.time(), current_iter
-    metrics = {}
+    metrics, saved_iter = {}, None
     while current_iter < total_iters and stop.signum is None:
         epoch = current_iter // iters_per_epoch
         sampler.set_epoch(epoch, skip=(current_iter % iters_per_epoch) * train_loader.batch_size)
@@ -228,13 +229,15 @@ def train_pipeline(argv=None):
                     tb_logger.add_scalar("train/samples_per_s", rate, current_iter)
             if current_iter % ckpt_freq == 0 or current_iter % latest_freq == 0:
                 model.save(epoch, current_iter, keep_states, snapshot=current_iter % ckpt_freq == 0)
+                saved_iter = current_iter
             if val_loaders and current_iter % val_freq == 0:
                 for loader in val_loaders:
                     metrics = model.validation(loader, current_iter, tb_logger)
             if current_iter >= total_iters or stop.signum is not None:
                 break
     bar.close()
-    model.save(epoch, current_iter, keep_states)
+    if saved_iter != current_iter:
+        model.save(epoch, current_iter, keep_states)
     if stop.signum is not None:
         log.warning(f"Stopped by signal {stop.signum} at iter {current_iter}; state saved, resume with --auto_resume")
         raise SystemExit(128 + stop.signum)
@@ -252,9 +255,8 @@ def train_pipeline(argv=None):
         for phase, values in test_metrics.items():
             print(f"FINAL {opt['name']} {phase} (best val checkpoint): "
                   + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
-        with open(osp.join(opt["path"]["experiments_root"], "final_metrics.json"), "w") as f:
-            json.dump({"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics},
-                      f, indent=1)
+        atomic_write_json(osp.join(opt["path"]["experiments_root"], "final_metrics.json"),
+                          {"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics})
     return metrics if rank == 0 else {}
 
 
@@ -335,6 +337,5 @@ def test_pipeline(argv=None):
             print(f"TEST {opt['name']} {phase} ({name}, {len(pred)} images) "
                   + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
     if opt["rank"] == 0:
-        with open(osp.join(opt["path"]["results_root"], "metrics.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        atomic_write_json(osp.join(opt["path"]["results_root"], "metrics.json"), results)
     return results

@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from iaa_bench.atomic import atomic_write_json
 from iaa_bench.checkpoint import bare
 from iaa_bench.pyiqa_adapter import LOGGER_NAME
 
@@ -155,10 +156,7 @@ def _read_meta(folder: str):
 
 
 def _write_meta(folder: str, meta: dict) -> None:
-    tmp = osp.join(folder, f"meta.json.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, osp.join(folder, "meta.json"))
+    atomic_write_json(osp.join(folder, "meta.json"), meta)
 
 
 class CacheFiles:

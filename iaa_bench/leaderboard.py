@@ -9,12 +9,9 @@ Every file is written atomically (temporary file in the same folder, then
 in memory before the first one is written, so a failure while building the results
 leaves the previous ones untouched.
 """
-import contextlib
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
+from iaa_bench.atomic import atomic_write
 from iaa_bench.metrics import NUM_BINS, compute_metrics, mean_score
 
 MODALITIES = ("image", "image+text", "text", "votes")
@@ -33,7 +31,6 @@ COMPARABILITY_NOTE = (
     "AVA comments often state or hint the score."
 )
 _CEILING_MARK = "†"
-_RESULT_FILE_MODE = 0o644  # mkstemp creates 0600; results are meant to be read by others
 _PLOT_DPI = 150
 _PLOT_FILES = ("pred_vs_gt.png", "correlation_bars.png")
 
@@ -277,22 +274,6 @@ def _correlation_bars_png(models, ceiling) -> bytes:
     return _png_bytes(fig)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the complete new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _RESULT_FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(rows, out_dir, dataset: str = "ava") -> list:
     """Write leaderboard.csv, leaderboard.md, pred_vs_gt.png and correlation_bars.png.
 
@@ -318,7 +299,7 @@ def write_results(rows, out_dir, dataset: str = "ava") -> list:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, data in files.items():
-        _atomic_write(out_dir / file_name, data)
+        atomic_write(out_dir / file_name, lambda f, data=data: f.write(data))
         written.append(out_dir / file_name)
     for file_name in set(_PLOT_FILES) - set(files):
         (out_dir / file_name).unlink(missing_ok=True)

@@ -146,7 +146,7 @@ def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
 
 
 def create_dataloaders(opt):
-    """The train loader (with its sampler and options) and the `val*` loaders.
+    """The train loader (its sampler an `EpochSampler`) and the `val*` loaders.
 
     `test*` datasets are not touched while training (model selection uses val only);
     the best network is evaluated on them once training ends.
@@ -163,7 +163,7 @@ def create_dataloaders(opt):
         if phase == "train":
             sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
                                    drop_last=True)
-            train = (build_loader(opt, dataset, dataset_opt, sampler, drop_last=True), sampler, dataset_opt)
+            train = build_loader(opt, dataset, dataset_opt, sampler, drop_last=True)
         elif phase.split("_")[0] == "val":
             sampler = EpochSampler(len(dataset), 0, False, rank, world)
             vals.append(build_loader(opt, dataset, dataset_opt, sampler))

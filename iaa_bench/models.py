@@ -106,6 +106,11 @@ class IAAModel(BaseModel):
         self.net.train()
         train_opt = self.opt["train"]
         self.nonfinite_policy = train_opt.get("nonfinite_loss", "stop")
+        if self.nonfinite_policy == "skip" and self.opt.get("dist"):
+            # one rank skipping its backward would leave the others waiting in DDP's all-reduce
+            raise ValueError("train.nonfinite_loss: skip works in single-process runs only; use stop under DDP")
+        self._loss_sum = torch.zeros((), device=self.device)  # summed on the device, read at print_freq
+        self._loss_count = 0
         if not train_opt.get("mos_loss_opt"):
             raise ValueError("train.mos_loss_opt is required (e.g. {type: ScoreDistEMDLoss, r: 2})")
         self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device)
@@ -176,19 +181,18 @@ class IAAModel(BaseModel):
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.last_loss = loss.detach()
-        self._loss_sum = self._loss_sum + self.last_loss if hasattr(self, "_loss_sum") else self.last_loss
-        self._loss_count = getattr(self, "_loss_count", 0) + 1
+        self._loss_sum += loss.detach()
+        self._loss_count += 1
 
     def get_current_log(self):
         """Mean loss since the previous call (the one host sync, at log intervals)."""
-        if getattr(self, "_loss_count", 0):
+        if self._loss_count:
             mean = self._loss_sum / self._loss_count
             if self.opt.get("dist"):
                 torch.distributed.all_reduce(mean)
                 mean = mean / self.opt["world_size"]
             self.log_dict = OrderedDict(l_mos=float(mean))
-            del self._loss_sum
+            self._loss_sum.zero_()
             self._loss_count = 0
         return self.log_dict
 

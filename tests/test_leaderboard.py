@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iaa_bench import leaderboard
+from iaa_bench import atomic, leaderboard
 from iaa_bench.leaderboard import (
     LeaderboardRow,
     ceiling_row,
@@ -206,7 +206,7 @@ def test_failed_replace_keeps_previous_file_and_removes_temp(rows, tmp_path, mon
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(leaderboard.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)  # the shared atomic writer's rename
     with pytest.raises(OSError, match="disk full"):
         write_results(rows[1:], tmp_path)
     assert set(os.listdir(tmp_path)) == RESULT_FILES
