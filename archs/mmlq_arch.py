@@ -10,10 +10,10 @@ Multi-modal Interaction Blocks; the averaged queries give a 10-bin score distrib
 """
 import torch
 import torch.nn.functional as F
+from iaa_bench.archs.frozen_encoders import FrozenImageEncoder, FrozenTextEncoder
 from torch import nn
 
-from iaa_bench.archs.frozen_encoders import FrozenImageEncoder, FrozenTextEncoder
-from iaa_bench.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
+from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 _BRANCHES = {"both": ("visual", "textual"), "image": ("visual",), "text": ("textual",)}
 

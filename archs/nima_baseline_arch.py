@@ -12,10 +12,10 @@ weight source is an option and never downloads silently.
 """
 import torch
 import torchvision.transforms.functional as TF
+from iaa_bench.archs.frozen_encoders import create_timm_model
 from torch import nn
 
-from iaa_bench.archs.frozen_encoders import create_timm_model
-from iaa_bench.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
+from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 
 def _load_nima_checkpoint(net: nn.Module, path: str):

@@ -38,8 +38,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from iaa_bench.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
-from iaa_bench.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
+from iaa_bench.data.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
+from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
 TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
 
@@ -66,7 +66,7 @@ class AVACommentsDataset(BaseIQADataset):
         self.store = CommentStore(root)
         self.epoch = 0
         if self.text_opt is not None:
-            from iaa_bench.pretrained import load_tokenizer
+            from iaa_bench.utils.pretrained import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
 

@@ -36,7 +36,7 @@ def _map_root_component_folders():
 
 _map_root_component_folders()
 
-from iaa_bench import offline  # noqa: E402  (sets hub-offline defaults before any hub import)
-from iaa_bench.registration import register_all  # noqa: E402
+from iaa_bench.utils import offline  # noqa: E402,F401  (sets hub-offline defaults before any hub import)
+from iaa_bench.utils.registration import register_all  # noqa: E402
 
 register_all()

@@ -6,13 +6,13 @@
 import os
 import sys
 
-# Run as a script, Python puts iaa_bench/ first on sys.path, where this folder's modules
-# (test.py, ...) would shadow top-level packages of the same name. Import via the package.
+# `python iaa_bench/train.py` puts iaa_bench/ first on sys.path, where its sub-packages
+# (data, utils, ...) would shadow installed packages of the same name.
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
-from iaa_bench.cli import run  # noqa: E402
-from iaa_bench.engine import train_pipeline  # noqa: E402
+from iaa_bench.training.loop import train_pipeline  # noqa: E402
+from iaa_bench.utils.cli import run  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run(train_pipeline))

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from iaa_bench import prepare_ava
-from iaa_bench.pyiqa_adapter import build_dataset
+from iaa_bench.data import prepare as prepare_ava
+from iaa_bench.utils.pyiqa_adapter import build_dataset
 
 COMMENTS = {1: ["great light", "sharp", "nice colours", "too dark", "lovely", "well done"],
             2: ["boring"], 3: []}

@@ -4,9 +4,8 @@ import csv
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import run_script, tiny_options, write_options, write_tiny_ava
+from PIL import Image
 
 MODEL_COLUMNS = ("srcc", "plcc", "krcc", "acc", "emd", "rmse", "images_per_s")
 

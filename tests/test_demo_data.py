@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from iaa_bench import make_demo_data
+from iaa_bench.data import demo as make_demo_data
 
 
 def file_hashes(root):

@@ -3,7 +3,6 @@ import csv
 import textwrap
 
 import yaml
-
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
 USER_ARCH = textwrap.dedent('''

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, write_options
+from iaa_bench.archs.mmlq_arch import MMLQ
 from torch.utils.data import DataLoader
 
 import iaa_bench  # noqa: F401  (registers MMLQ and AVACommentsDataset)
-from iaa_bench import feature_cache as fc
-from iaa_bench.archs.mmlq_arch import MMLQ
-from iaa_bench.loaders import EpochSampler
+from iaa_bench.data import feature_cache as fc
+from iaa_bench.data.loaders import EpochSampler
 
 MAX_LENGTH = 24
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522)
@@ -24,7 +24,7 @@ NETWORK = dict(image_encoder=dict(name="resnet10t", weights=None, img_size=64),
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from iaa_bench import make_demo_data
+    from iaa_bench.data import demo as make_demo_data
 
     out = tmp_path_factory.mktemp("demo") / "data"
     assert make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--no-progress"]) == 0

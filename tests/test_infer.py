@@ -3,12 +3,12 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import run_script, write_options
-from iaa_bench import make_demo_data
-from iaa_bench.cli import run
-from iaa_bench.engine import train_pipeline
-from iaa_bench.infer import infer
+
+from iaa_bench.data import demo as make_demo_data
+from iaa_bench.evaluation.infer import infer
+from iaa_bench.training.loop import train_pipeline
+from iaa_bench.utils.cli import run
 
 TINY_MMLQ = {"type": "MMLQ", "image_encoder": {"name": "resnet10t", "weights": None, "img_size": 64},
              "text_encoder": {"name": "offline-minilm", "max_length": 32}, "num_visual_queries": 4,

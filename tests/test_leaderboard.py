@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iaa_bench import atomic, leaderboard
-from iaa_bench.leaderboard import (
+from iaa_bench.evaluation import leaderboard
+from iaa_bench.evaluation.leaderboard import (
     LeaderboardRow,
     ceiling_row,
     human_ceiling,
@@ -21,7 +21,8 @@ from iaa_bench.leaderboard import (
     spearman_brown,
     write_results,
 )
-from iaa_bench.metrics import compute_metrics
+from iaa_bench.evaluation.metrics import compute_metrics
+from iaa_bench.utils import atomic
 
 N_IMAGES = 300
 SCORES = np.arange(1, 11)

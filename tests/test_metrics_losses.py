@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
-from iaa_bench import metrics
-from iaa_bench.losses import ScoreDistEMDLoss, emd
-from iaa_bench.pyiqa_adapter import LOSS_REGISTRY, METRIC_REGISTRY, build_loss
+from iaa_bench.evaluation import metrics
+from iaa_bench.models.losses import ScoreDistEMDLoss, emd
+from iaa_bench.utils.pyiqa_adapter import LOSS_REGISTRY, METRIC_REGISTRY, build_loss
 
 N_IMAGES = 64
 BINS = np.arange(1, 11, dtype=np.float64)

@@ -1,8 +1,6 @@
 """MMLQ: outputs, frozen encoders, text masking, missing comments, modalities, checkpoints, paper size."""
 import pytest
 import torch
-
-import iaa_bench  # noqa: F401  (registers MMLQ)
 from iaa_bench.archs.frozen_encoders import (
     FrozenEncoderMismatchError,
     frozen_identity,
@@ -10,7 +8,9 @@ from iaa_bench.archs.frozen_encoders import (
     trainable_state_dict,
 )
 from iaa_bench.archs.mmlq_arch import MMLQ
-from iaa_bench.pyiqa_adapter import build_network
+
+import iaa_bench  # noqa: F401  (registers MMLQ)
+from iaa_bench.utils.pyiqa_adapter import build_network
 
 TINY_IMAGE = dict(name="resnet10t", weights=None, img_size=64)
 TINY_TEXT = dict(name="tiny-bert", max_length=24, weights=None,

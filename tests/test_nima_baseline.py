@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import iaa_bench  # noqa: F401  (registers NIMABaseline)
-from iaa_bench.offline import WeightsUnavailableError
-from iaa_bench.pyiqa_adapter import build_network
+from iaa_bench.utils.offline import WeightsUnavailableError
+from iaa_bench.utils.pyiqa_adapter import build_network
 
 
 def test_random_init_builds_offline_and_follows_pyiqa_outputs(forbid_sockets):

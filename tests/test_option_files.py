@@ -1,12 +1,12 @@
 """The shipped option files: valid, uniform (twins differ only where they must), and buildable offline."""
 import pytest
-
 from conftest import REPO
-from iaa_bench.benchmark import load_benchmark
-from iaa_bench.loaders import dataset_options
-from iaa_bench.infer import validate_model_options
-from iaa_bench.models import build_net
-from iaa_bench.options import load_yaml
+
+from iaa_bench.config.options import load_yaml
+from iaa_bench.data.loaders import dataset_options
+from iaa_bench.evaluation.benchmark import load_benchmark
+from iaa_bench.evaluation.infer import validate_model_options
+from iaa_bench.models.iaa_model import build_net
 
 OPTIONS = REPO / "options"
 MODEL_FILES = sorted(p for p in OPTIONS.glob("*.yml") if not p.name.startswith("benchmark_"))

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
-from iaa_bench import prepare_ava
-from iaa_bench.ava_formats import CommentStore, read_labels
-from iaa_bench.pyiqa_adapter import build_dataset
+from iaa_bench.data import prepare as prepare_ava
+from iaa_bench.data.ava_formats import CommentStore, read_labels
+from iaa_bench.utils.pyiqa_adapter import build_dataset
 
 VOTES = {101: "0 1 2 5 9 7 3 1 0 0", 102: "1 0 0 2 4 8 8 4 1 1", 103: "0 0 1 3 10 10 3 1 0 0",
          104: "2 2 2 2 2 2 2 2 2 2", 105: "0 0 0 1 2 3 4 5 6 7", 106: "5 4 3 2 1 0 0 0 0 0",

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
-from iaa_bench.engine import train_pipeline
-from iaa_bench.loaders import BadImageError
-from iaa_bench.models import NonFiniteLossError
-from iaa_bench.option_checks import validate_options
-from iaa_bench.options import OptionError
+from iaa_bench.config.options import OptionError
+from iaa_bench.config.schema import validate_options
+from iaa_bench.data.loaders import BadImageError
+from iaa_bench.models.iaa_model import NonFiniteLossError
+from iaa_bench.training.loop import train_pipeline
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_nan_loss_skip_policy_continues(tmp_path, data):
 
 def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     """A full disk mid-write: clear error, the previous checkpoint intact, no temporary file left."""
-    from iaa_bench import checkpoint
+    from iaa_bench.models import checkpoint
 
     target = tmp_path / "net_latest.pth"
     checkpoint.atomic_torch_save({"w": torch.ones(3)}, str(target))
@@ -200,7 +200,7 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_only_the_newest_states_are_kept(tmp_path):
-    from iaa_bench import checkpoint
+    from iaa_bench.models import checkpoint
 
     for it in (2, 4, 6, 8):
         checkpoint.atomic_torch_save({"iter": it}, str(tmp_path / f"{it}.state"))

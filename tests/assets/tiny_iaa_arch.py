@@ -4,7 +4,7 @@ import time
 import torch
 from torch import nn
 
-from iaa_bench.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
+from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 
 @ARCH_REGISTRY.register()

@@ -8,7 +8,7 @@ convention pyiqa itself follows.
 import importlib
 import pkgutil
 
-_CORE_MODULES = ("iaa_bench.models", "iaa_bench.losses", "iaa_bench.metrics")
+_CORE_MODULES = ("iaa_bench.models.iaa_model", "iaa_bench.models.losses", "iaa_bench.evaluation.metrics")
 _done = False
 
 

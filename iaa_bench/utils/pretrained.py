@@ -26,7 +26,7 @@ def load_tokenizer(name_or_path: str, option: str = "network.text_encoder.name")
     """The tokenizer of a text encoder, offline-safe (fails fast naming `option`)."""
     from transformers import AutoTokenizer
 
-    from iaa_bench.offline import weights_required
+    from iaa_bench.utils.offline import weights_required
 
     with weights_required(option, f"the tokenizer of '{name_or_path}'"):
         return AutoTokenizer.from_pretrained(resolve_text_encoder(name_or_path))

@@ -7,7 +7,7 @@ correctly under every reduction.
 import torch
 from torch import nn
 
-from iaa_bench.pyiqa_adapter import LOSS_REGISTRY
+from iaa_bench.utils.pyiqa_adapter import LOSS_REGISTRY
 
 
 def emd(pred: torch.Tensor, target: torch.Tensor, r: int = 2) -> torch.Tensor:

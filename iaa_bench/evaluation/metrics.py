@@ -15,7 +15,7 @@ distributions rather than scalar scores.
 import numpy as np
 from scipy import stats
 
-from iaa_bench.pyiqa_adapter import METRIC_REGISTRY
+from iaa_bench.utils.pyiqa_adapter import METRIC_REGISTRY
 
 NUM_BINS = 10
 ACC_THRESHOLD = 5.0

@@ -20,8 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from iaa_bench.atomic import atomic_write
-from iaa_bench.metrics import NUM_BINS, compute_metrics, mean_score
+from iaa_bench.evaluation.metrics import NUM_BINS, compute_metrics, mean_score
+from iaa_bench.utils.atomic import atomic_write
 
 MODALITIES = ("image", "image+text", "text", "votes")
 CEILING_MODALITY = "votes"
@@ -37,7 +37,7 @@ _PLOT_FILES = ("pred_vs_gt.png", "correlation_bars.png")
 
 @dataclass
 class LeaderboardRow:
-    """One leaderboard entry. Metrics use iaa_bench.metrics conventions (acc is a fraction,
+    """One leaderboard entry. Metrics use iaa_bench.evaluation.metrics conventions (acc is a fraction,
     emd uses r=2, rmse is on the 1..10 scale); NaN means "not applicable" (the ceiling has
     no KRCC, accuracy, EMD or speed)."""
 

@@ -11,7 +11,7 @@ import torch
 from PIL import ImageFile
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_dataset
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_dataset
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -123,12 +123,11 @@ def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
     if not demo or not root or osp.isfile(osp.join(root, "meta_info.csv")):
         return
     if rank == 0:
-        from iaa_bench import make_demo_data
+        from iaa_bench.data.demo import build_demo
 
-        args = ["--out", root] + [a for k, v in (demo if isinstance(demo, dict) else {}).items() for a in (f"--{k}", str(v))]
-        log.info(f"Demo dataset not found at {root}; building it: make_demo_data {' '.join(args)}")
-        if make_demo_data.main(args) != 0:
-            raise RuntimeError(f"Building the demo dataset into {root} failed")
+        settings = demo if isinstance(demo, dict) else {}
+        log.info(f"Demo dataset not found at {root}; building it ({settings or 'defaults'})")
+        build_demo(root, **settings)
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
 
@@ -177,7 +176,7 @@ def with_feature_cache(opt, model, loader):
     """`loader` reading cached frozen features when the option file enables the cache."""
     if not (opt.get("feature_cache") or {}).get("enabled"):
         return loader
-    from iaa_bench.feature_cache import cached_loader
+    from iaa_bench.data.feature_cache import cached_loader
 
     return cached_loader(opt, model, loader)
 

@@ -1,11 +1,11 @@
 """Command-line wrapper: expected failures print one clear line, not a traceback."""
 import sys
 
-from iaa_bench.checkpoint import CheckpointError
-from iaa_bench.loaders import BadImageError
-from iaa_bench.models import NonFiniteLossError
-from iaa_bench.offline import WeightsUnavailableError
-from iaa_bench.options import OptionError
+from iaa_bench.config.options import OptionError
+from iaa_bench.data.loaders import BadImageError
+from iaa_bench.models.checkpoint import CheckpointError
+from iaa_bench.models.iaa_model import NonFiniteLossError
+from iaa_bench.utils.offline import WeightsUnavailableError
 
 EXPECTED_ERRORS = (OptionError, WeightsUnavailableError, CheckpointError, NonFiniteLossError, BadImageError,
                    FileNotFoundError)

@@ -16,8 +16,8 @@ from os import path as osp
 import numpy as np
 import torch
 
-from iaa_bench.atomic import atomic_write
-from iaa_bench.pyiqa_adapter import LOGGER_NAME
+from iaa_bench.utils.atomic import atomic_write
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 STATE_SUFFIX = ".state"
 log = logging.getLogger(LOGGER_NAME)

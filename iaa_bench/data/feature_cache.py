@@ -41,9 +41,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from iaa_bench.atomic import atomic_write_json
-from iaa_bench.checkpoint import bare
-from iaa_bench.pyiqa_adapter import LOGGER_NAME
+from iaa_bench.models.checkpoint import bare
+from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 

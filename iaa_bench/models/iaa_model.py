@@ -24,11 +24,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from iaa_bench import checkpoint as ckpt
-from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics
-from iaa_bench.offline import weights_required
-from iaa_bench.options import resolve_device
-from iaa_bench.pyiqa_adapter import LOGGER_NAME, MODEL_REGISTRY, BaseModel, build_loss, build_network
+from iaa_bench.config.options import resolve_device
+from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS, compute_metrics
+from iaa_bench.models import checkpoint as ckpt
+from iaa_bench.utils.offline import weights_required
+from iaa_bench.utils.pyiqa_adapter import (
+    LOGGER_NAME,
+    MODEL_REGISTRY,
+    BaseModel,
+    build_loss,
+    build_model,
+    build_network,
+)
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -50,6 +57,18 @@ def build_net(network_opt: dict) -> torch.nn.Module:
     option = OFFLINE_ALTERNATIVES.get(arch, f"network.* (the local-weights option of {arch})")
     with weights_required(option, f"the pre-trained weights of {arch}"):
         return build_network(network_opt)
+
+
+# pyiqa model types whose contract IAAModel keeps (with the fixes above).
+FIXED_PYIQA_MODEL_TYPES = ("DistIQAModel", "GeneralIQAModel")
+
+
+def build_iaa_model(opt):
+    """The registered model of `opt` (pyiqa's DistIQAModel / GeneralIQAModel run on IAAModel)."""
+    if opt.get("model_type") in FIXED_PYIQA_MODEL_TYPES:
+        log.info(f"model_type {opt['model_type']} runs on IAAModel (same contract, iaa_bench's fixes)")
+        opt = {**opt, "model_type": "IAAModel"}
+    return build_model(opt)
 
 
 class NonFiniteLossError(RuntimeError):

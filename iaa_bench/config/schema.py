@@ -8,9 +8,9 @@ option path and the file, and no experiment folder is created.
 import difflib
 from os import path as osp
 
-from iaa_bench.options import OptionError
-from iaa_bench.pyiqa_adapter import is_registered, registered_names
-from iaa_bench.registration import load_plugins
+from iaa_bench.config.options import OptionError
+from iaa_bench.utils.pyiqa_adapter import is_registered, registered_names
+from iaa_bench.utils.registration import load_plugins
 
 NUMBER = (int, float)
 # Known keys per section; None = free-form (passed to a registered component).

@@ -1,4 +1,4 @@
-"""Training and evaluation pipelines (what `iaa_bench/train.py` and `test.py` run).
+"""The training loop (what `iaa_bench/train.py` runs).
 
 A drop-in for `pyiqa.train.train_pipeline` that keeps pyiqa's option schema and its
 `experiments/<name>/` + `tb_logger/<name>` layout, and fixes what pyiqa gets wrong for
@@ -20,96 +20,26 @@ import sys
 import time
 from os import path as osp
 
-import torch
 from tqdm import tqdm
 
-from iaa_bench import checkpoint as ckpt
-from iaa_bench.atomic import atomic_write_json
-from iaa_bench.loaders import create_dataloaders, eval_loaders, with_feature_cache
-from iaa_bench.options import parse_options
-from iaa_bench.pyiqa_adapter import LOGGER_NAME, build_model, get_env_info, get_root_logger
+from iaa_bench.config.options import parse_options
+from iaa_bench.data.loaders import create_dataloaders
+from iaa_bench.evaluation.evaluate import evaluate_best_on_test
+from iaa_bench.models import checkpoint as ckpt
+from iaa_bench.models.iaa_model import build_iaa_model
+from iaa_bench.training.run_folder import (
+    RESOLVED_OPTIONS,
+    archive_if_exists,
+    find_resume_state,
+    record_skipped_images,
+    setup_run_logging,
+    use_progress_bar,
+    write_resolved_options,
+)
+from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, get_env_info
 
 log = logging.getLogger(LOGGER_NAME)
-
-# pyiqa model types whose contract IAAModel keeps (with the fixes above).
-FIXED_PYIQA_MODEL_TYPES = ("DistIQAModel", "GeneralIQAModel")
-
-
-def record_skipped_images(opt, paths) -> None:
-    """Log skipped unreadable images and append them to experiments/<name>/skipped_images.txt."""
-    log.warning(f"Skipped {len(paths)} unreadable image(s): {', '.join(paths)}")
-    if opt["rank"] == 0:
-        with open(osp.join(opt["path"]["experiments_root"], "skipped_images.txt"), "a", encoding="utf-8") as f:
-            f.writelines(p + "\n" for p in paths)
-
-
-def build_iaa_model(opt):
-    if opt.get("model_type") in FIXED_PYIQA_MODEL_TYPES:
-        log.info(f"model_type {opt['model_type']} runs on IAAModel (same contract, iaa_bench's fixes)")
-        opt = {**opt, "model_type": "IAAModel"}
-    return build_model(opt)
-
-
-def archive_if_exists(path: str) -> None:
-    """Rename an existing folder to `<path>_archived_<time>` (pyiqa's convention), never delete."""
-    if osp.exists(path):
-        stamp = time.strftime("%Y%m%d_%H%M%S")
-        target = f"{path}_archived_{stamp}"
-        n = 1
-        while osp.exists(target):
-            target = f"{path}_archived_{stamp}_{n}"
-            n += 1
-        os.rename(path, target)
-        log.info(f"Archived existing {path} -> {target}")
-
-
-def setup_run_logging(log_file: str, rank: int) -> logging.Logger:
-    """pyiqa's console logger plus this run's own log file (safe to call once per run)."""
-    logger = get_root_logger(logger_name=LOGGER_NAME)
-    logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
-    for h in [h for h in logger.handlers if getattr(h, "iaa_bench_run", False)]:
-        logger.removeHandler(h)
-        h.close()
-    if rank == 0:
-        os.makedirs(osp.dirname(log_file), exist_ok=True)
-        fh = logging.FileHandler(log_file)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
-        fh.iaa_bench_run = True
-        logger.addHandler(fh)
-    return logger
-
-
-def find_resume_state(opt):
-    """The state to resume from: `path.resume_state`, or with --auto_resume the newest good one."""
-    if opt["auto_resume"]:
-        return ckpt.load_latest_state(opt["path"]["training_states"])
-    path = opt["path"].get("resume_state")
-    if path:
-        return path, torch.load(path, map_location="cpu", weights_only=False)
-    return None, None
-
-
-RESOLVED_OPTIONS = "resolved_options.yml"
-
-
-def write_resolved_options(args, path: str) -> None:
-    """The option file as this run used it: --force_yml applied, plugin files made absolute.
-
-    `infer.py -opt experiments/<name>` and later evaluation read it, from any directory.
-    """
-    import yaml
-
-    from iaa_bench.options import apply_overrides, load_yaml
-
-    resolved = load_yaml(args.opt)
-    apply_overrides(resolved, args.force_yml)
-    base = osp.dirname(osp.abspath(args.opt))
-    resolved["plugins"] = [osp.join(base, p) if str(p).endswith(".py") and not osp.isabs(p) else p
-                           for p in resolved.get("plugins") or []] or None
-    if resolved["plugins"] is None:
-        del resolved["plugins"]
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(resolved, f, sort_keys=False)
 
 
 class StopRequest:
@@ -126,13 +56,9 @@ class StopRequest:
         self.signum = signum
 
 
-def use_progress_bar(opt) -> bool:
-    return opt["rank"] == 0 and opt["logger"].get("pbar", True) and sys.stderr.isatty()
-
-
 def train_pipeline(argv=None):
     """Train from an option file; returns the last validation metrics (rank 0) or {}."""
-    from iaa_bench.option_checks import validate_options
+    from iaa_bench.config.schema import validate_options
 
     opt, args = parse_options(is_train=True, argv=argv, validate=validate_options)
     rank = opt["rank"]
@@ -172,7 +98,7 @@ def train_pipeline(argv=None):
 
     model = build_iaa_model(opt)
     if (opt.get("feature_cache") or {}).get("enabled"):
-        from iaa_bench.feature_cache import apply_feature_cache
+        from iaa_bench.data.feature_cache import apply_feature_cache
 
         train_loader, val_loaders = apply_feature_cache(opt, model, train_loader, val_loaders)
     start_iter = 0
@@ -258,84 +184,3 @@ def train_pipeline(argv=None):
         atomic_write_json(osp.join(opt["path"]["experiments_root"], "final_metrics.json"),
                           {"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics})
     return metrics if rank == 0 else {}
-
-
-def evaluate_best_on_test(opt, model) -> dict:
-    """Metrics of the best-on-val network on each `test*` dataset (none: {})."""
-    from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics
-
-    phases = [p for p in opt.get("datasets", {}) if p.split("_")[0] == "test"]
-    if not phases:
-        return {}
-    if opt["dist"]:
-        torch.distributed.barrier()  # rank 0 has written net_best
-    best = osp.join(opt["path"]["models"], "net_best.pth")
-    if osp.isfile(best):
-        ckpt.load_network_checkpoint(model.net, best)
-    metric_opts = (opt.get("val") or {}).get("metrics") or DEFAULT_VAL_METRICS
-    results = {}
-    for phase, loader in eval_loaders(opt, phases):
-        loader = with_feature_cache(opt, model, loader)
-        pred, gt, _ = model.predict(loader, desc=f"Test {phase}", show_progress=opt["show_progress"])
-        results[phase] = compute_metrics(pred, gt, metric_opts)
-    return results
-
-
-def count_parameters(net) -> tuple[int, int]:
-    net = ckpt.bare(net)
-    params = list(net.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
-def default_checkpoint(opt) -> str | None:
-    """The run's own best (else latest) network, for evaluating without `path.pretrain_network`."""
-    models = osp.join(opt["root_path"], "experiments", opt["name"], "models")
-    for label in ("net_best.pth", "net_latest.pth"):
-        if osp.isfile(osp.join(models, label)):
-            return osp.join(models, label)
-    return None
-
-
-def build_eval_model(opt, checkpoint=None):
-    """An `IAAModel` in evaluation mode with `checkpoint` (default: the run's best) loaded."""
-    checkpoint = checkpoint or opt["path"].get("pretrain_network") or default_checkpoint(opt)
-    if not checkpoint:
-        raise FileNotFoundError(f"No checkpoint for `{opt['name']}`: set path.pretrain_network or train it first "
-                                f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
-    opt["path"]["pretrain_network"] = checkpoint
-    return build_iaa_model(opt)
-
-
-def test_pipeline(argv=None):
-    """Evaluate from an option file; writes results/<name>/metrics.json and predictions CSVs."""
-    import csv
-
-    from iaa_bench.metrics import DEFAULT_VAL_METRICS, compute_metrics, mean_score
-    from iaa_bench.option_checks import validate_options
-
-    opt, _ = parse_options(is_train=False, argv=argv, validate=validate_options)
-    opt["show_progress"] = use_progress_bar(opt)
-    setup_run_logging(osp.join(opt["path"]["log"], f"test_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log"),
-                      opt["rank"])
-    model = build_eval_model(opt)
-    metric_opts = (opt.get("val") or {}).get("metrics") or DEFAULT_VAL_METRICS
-    results = {}
-    for phase, loader in eval_loaders(opt):
-        name = loader.dataset.opt.get("name", phase)
-        loader = with_feature_cache(opt, model, loader)
-        t0 = time.time()
-        pred, gt, paths = model.predict(loader, desc=f"Test {name}", show_progress=opt["show_progress"])
-        seconds = time.time() - t0
-        metrics = compute_metrics(pred, gt, metric_opts)
-        results[phase] = {"dataset": name, "images": len(pred), "images_per_s": len(pred) / max(seconds, 1e-9), **metrics}
-        if opt["rank"] == 0:
-            os.makedirs(opt["path"]["results_root"], exist_ok=True)
-            with open(osp.join(opt["path"]["results_root"], f"predictions_{phase}.csv"), "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["img_path", "pred_mean", "gt_mean"])
-                writer.writerows(zip(paths, mean_score(pred).round(5), mean_score(gt).round(5)))
-            print(f"TEST {opt['name']} {phase} ({name}, {len(pred)} images) "
-                  + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
-    if opt["rank"] == 0:
-        atomic_write_json(osp.join(opt["path"]["results_root"], "metrics.json"), results)
-    return results

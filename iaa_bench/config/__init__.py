@@ -1,0 +1,1 @@
+"""Option files: parsing, command-line overrides, schema checks, plugins."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, `evaluate()`, test, inference, benchmark and leaderboard, speed."""

@@ -1,0 +1,170 @@
+"""Score new images (and their comments) with a trained model.
+
+    python iaa_bench/infer.py -opt options/mmlq_demo.yml --img photo.jpg [--comments "great light"]
+    python iaa_bench/infer.py -opt experiments/mmlq_demo --img folder/ [--comments comments_folder/] [--out scores.csv]
+
+`-opt` is an option file or a run folder `experiments/<name>` (its copied option file);
+the weights are the run's net_best.pth (else net_latest.pth) unless `--checkpoint` is given.
+Images are preprocessed by the option file's test dataset's own transform and comments
+tokenised with its text settings, as in training. `--comments` is, for one image, the
+text itself or a file with one comment per line; for a folder, a folder of
+`<image stem>.txt` files (one comment per line; an image without one has no comments).
+Without comments MMLQ uses its learned "no comment" token; image-only models ignore text.
+Prints each image's mean score (1..10) and 10-bin distribution; writes a CSV for a
+folder (default: <root>/results/<name>/infer_<folder>.csv) or when `--out` is given.
+"""
+import argparse
+import csv
+import glob
+import os
+import sys
+from os import path as osp
+
+import torch
+from PIL import Image
+
+from iaa_bench.config.options import OptionError, load_options
+from iaa_bench.config.schema import validate_options
+from iaa_bench.data import loaders
+from iaa_bench.evaluation.evaluate import build_eval_model
+from iaa_bench.evaluation.metrics import NUM_BINS
+from iaa_bench.training.run_folder import RESOLVED_OPTIONS
+from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, is_registered
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def validate_model_options(opt: dict, is_train: bool = False, source: str = "<options>") -> None:
+    """validate_options, except that dataset paths need not exist: inference reads no dataset."""
+    validate_options(opt, is_train=is_train, source=source, check_data_paths=False)
+
+
+def resolve_option_file(opt_arg: str) -> tuple[str, str]:
+    """(option file, output root or None) for an option file or a run folder `<root>/experiments/<name>`."""
+    if not osp.isdir(opt_arg):
+        return opt_arg, None
+    resolved = osp.join(opt_arg, RESOLVED_OPTIONS)
+    files = [resolved] if osp.isfile(resolved) else sorted(glob.glob(osp.join(opt_arg, "*.yml")))
+    if len(files) != 1:
+        raise OptionError(f"{opt_arg}: expected one option file (*.yml) in the run folder, found {len(files)}")
+    return files[0], osp.dirname(osp.dirname(osp.abspath(opt_arg)))
+
+
+def eval_dataset_options(opt: dict) -> dict:
+    """The options of the dataset that defines evaluation preprocessing: datasets.test, else the first val*."""
+    phases = [p for p in opt.get("datasets", {}) if p == "test"] or [p for p in opt.get("datasets", {})
+                                                                      if p.startswith("val")]
+    if not phases:
+        raise OptionError(f"{opt['opt_path']}: no datasets.test or datasets.val* whose preprocessing to reuse")
+    return loaders.dataset_options(opt, opt["datasets"][phases[0]])
+
+
+class Preprocessor:
+    """The evaluation dataset's image transform and tokenisation, without reading its data."""
+
+    def __init__(self, dataset_opt: dict):
+        if not is_registered("dataset", dataset_opt["type"]):
+            raise OptionError(f"no dataset named `{dataset_opt['type']}` is registered")
+        cls = DATASET_REGISTRY.get(dataset_opt["type"])
+        self.dataset = cls.__new__(cls)  # only its get_transforms: the data folder need not exist
+        self.dataset.opt, self.dataset.phase = dataset_opt, "test"
+        cls.get_transforms(self.dataset, dataset_opt)
+        self.text_opt, self.tokenizer = None, None
+        if dataset_opt.get("text"):
+            from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS
+
+            from iaa_bench.utils.pretrained import load_tokenizer
+
+            self.text_opt = {**TEXT_DEFAULTS, **dataset_opt["text"]}
+            self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
+
+    def image(self, path: str) -> torch.Tensor:
+        with Image.open(path) as img:
+            return self.dataset.trans(img.convert("RGB")) * self.dataset.img_range
+
+    def text(self, comments: list) -> dict:
+        """Token ids and mask of the joined comments, as AVACommentsDataset makes them."""
+        from iaa_bench.datasets.ava_comments_dataset import tokenize_comments
+
+        return {k: v[None] for k, v in tokenize_comments(self.tokenizer, comments, self.text_opt).items()}
+
+
+def list_images(img_arg: str) -> list:
+    if osp.isdir(img_arg):
+        images = sorted(p for p in glob.glob(osp.join(img_arg, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
+        if not images:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_arg}")
+        return images
+    if not osp.isfile(img_arg):
+        raise FileNotFoundError(f"image not found: {img_arg}")
+    return [img_arg]
+
+
+def read_comment_lines(path: str) -> list:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def comments_for(image: str, comments_arg, folder_mode: bool) -> list:
+    """The comments of one image from `--comments` (see the module docstring)."""
+    if not comments_arg:
+        return []
+    if folder_mode:
+        if not osp.isdir(comments_arg):
+            raise OptionError(f"--comments {comments_arg}: with a folder of images, give a folder of <stem>.txt files")
+        path = osp.join(comments_arg, osp.splitext(osp.basename(image))[0] + ".txt")
+        return read_comment_lines(path) if osp.isfile(path) else []
+    return read_comment_lines(comments_arg) if osp.isfile(comments_arg) else [comments_arg]
+
+
+def predict_image(model, prep: Preprocessor, image: str, comments: list) -> tuple[float, list | None]:
+    """(mean score, 10-bin distribution or None for a scalar model) of one image."""
+    batch = {"img": prep.image(image)[None]}
+    if model.uses_text:
+        batch.update(prep.text(comments))
+    model.feed_data(batch)
+    model.test()
+    dist = None if model.output_dist is None else model.output_dist[0].tolist()
+    return float(model.output_mos.reshape(-1)[0]), dist
+
+
+def infer(argv=None) -> list:
+    """Score images; returns [(image, mean score, distribution or None)]."""
+    parser = argparse.ArgumentParser(description="Score images (and comments) with a trained model.")
+    parser.add_argument("-opt", required=True, help="Option file, or a run folder experiments/<name>.")
+    parser.add_argument("--img", required=True, help="An image file or a folder of images.")
+    parser.add_argument("--comments", default=None, help="Text or a file (one image); a folder of <stem>.txt (folder).")
+    parser.add_argument("--checkpoint", default=None, help="Network weights (default: the run's net_best.pth).")
+    parser.add_argument("--out", default=None, help="CSV to write (default for a folder: results/<name>/infer_*.csv).")
+    parser.add_argument("--root", default=None, help="Root of experiments/ and results/ (default: the run "
+                                                     "folder's, else path.root, else the working directory).")
+    args = parser.parse_args(argv)
+
+    opt_file, root = resolve_option_file(args.opt)
+    opt = load_options(opt_file, is_train=False, root=args.root or root, validate=validate_model_options)
+    images = list_images(args.img)
+    folder_mode = osp.isdir(args.img)
+    model = build_eval_model(opt, args.checkpoint)
+    if args.comments and not model.uses_text:
+        print(f"note: {opt['name']} reads images only; --comments is ignored", file=sys.stderr)
+    prep = Preprocessor(eval_dataset_options(opt))
+
+    results = []
+    for image in images:
+        mos, dist = predict_image(model, prep, image, comments_for(image, args.comments, folder_mode))
+        results.append((image, mos, dist))
+        shown = "–" if dist is None else "[" + " ".join(f"{p:.3f}" for p in dist) + "]"
+        print(f"{image}\tmean {mos:.3f}\tdistribution {shown}", flush=True)
+
+    out = args.out or (osp.join(opt["path"]["results_root"], f"infer_{osp.basename(osp.normpath(args.img))}.csv")
+                       if folder_mode else None)
+    if out:
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["img_path", "mean_score", *(f"p{i}" for i in range(1, NUM_BINS + 1))])
+            for image, mos, dist in results:
+                writer.writerow([image, round(mos, 5), *([round(p, 6) for p in dist] if dist else [""] * NUM_BINS)])
+        print(f"Scores of {len(results)} images written to {out}")
+    return results
+

@@ -1,0 +1,1 @@
+"""The training model (IAAModel), its checkpoints and losses."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, the command-line exit path, atomic writes, offline weights, pyiqa access."""
