@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iaa_bench.utils.errors import FrozenEncoderMismatchError
 from iaa_bench.utils.offline import weights_required
 from iaa_bench.utils.pretrained import (
     OFFLINE_IMAGE_ENCODER,
@@ -228,10 +229,6 @@ def trainable_state_dict(net: nn.Module) -> dict:
 def frozen_identity(net: nn.Module) -> dict:
     """{prefix: identity()} of every frozen encoder in `net`, JSON-able."""
     return {prefix: module.identity() for prefix, module in frozen_encoders(net).items()}
-
-
-class FrozenEncoderMismatchError(ValueError):
-    """A checkpoint was trained on top of different frozen encoders than the network has."""
 
 
 def load_trainable_state_dict(net: nn.Module, state: dict, identity: dict, strict: bool = True):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
-from iaa_bench.config.options import OptionError, apply_overrides
+from iaa_bench.config.options import apply_overrides
 from iaa_bench.training.loop import train_pipeline
-from iaa_bench.utils.offline import WeightsUnavailableError
+from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
 
 
 def _python(code, cwd=REPO):

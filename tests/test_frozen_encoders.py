@@ -7,7 +7,7 @@ import torch
 from iaa_bench.archs.frozen_encoders import FrozenImageEncoder, FrozenTextEncoder
 
 import iaa_bench  # noqa: F401  (maps archs/ to iaa_bench.archs)
-from iaa_bench.utils.offline import WeightsUnavailableError
+from iaa_bench.utils.errors import WeightsUnavailableError
 from iaa_bench.utils.pretrained import load_tokenizer
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100)

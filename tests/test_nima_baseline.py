@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import iaa_bench  # noqa: F401  (registers NIMABaseline)
-from iaa_bench.utils.offline import WeightsUnavailableError
+from iaa_bench.utils.errors import WeightsUnavailableError
 from iaa_bench.utils.pyiqa_adapter import build_network
 
 

@@ -9,11 +9,9 @@ import pytest
 import torch
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
-from iaa_bench.config.options import OptionError
 from iaa_bench.config.schema import validate_options
-from iaa_bench.data.loaders import BadImageError
-from iaa_bench.models.iaa_model import NonFiniteLossError
 from iaa_bench.training.loop import train_pipeline
+from iaa_bench.utils.errors import BadImageError, NonFiniteLossError, OptionError
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-
-class OptionError(ValueError):
-    """An option file or command-line option is wrong; the message names where."""
+from iaa_bench.utils.errors import OptionError
 
 
 def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ option path and the file, and no experiment folder is created.
 import difflib
 from os import path as osp
 
-from iaa_bench.config.options import OptionError
+from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import is_registered, registered_names
 from iaa_bench.utils.registration import load_plugins
 

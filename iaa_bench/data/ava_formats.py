@@ -19,19 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from iaa_bench.utils.errors import InputFormatError
+
 NUM_BINS = 10
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 COMMENTS_FILE = "comments.jsonl"
 COMMENTS_INDEX_FILE = "comments_index.npy"
 _TXT_COLUMNS = 15  # index, image_id, 10 vote counts, tag1, tag2, challenge_id
 _CSV_COLUMNS = 14  # image_id, 10 vote counts, tag1, tag2, tag3
-
-
-class InputFormatError(ValueError):
-    """A raw input file is malformed; the message names the file and 1-based line."""
-
-    def __init__(self, path, line_no: int, message: str):
-        super().__init__(f"{path}:{line_no}: {message}")
 
 
 @dataclass

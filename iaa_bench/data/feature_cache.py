@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from iaa_bench.models.checkpoint import bare
 from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.errors import FeatureCacheError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
@@ -52,10 +53,6 @@ OPTION_DEFAULTS = {"enabled": False, "dir": None, "dtype": "float16", "batch_siz
 STORE_DTYPES = {"float16": np.float16, "float32": np.float32}
 # pyiqa augment keys whose output is a function of the image alone (all others draw random numbers)
 DETERMINISTIC_AUGMENTS = ("resize", "center_crop", "adaptive_resize", "ada_pad", "totensor")
-
-
-class FeatureCacheError(ValueError):
-    """The option file asks for a cache that cannot reproduce what the uncached run sees."""
 
 
 # --------------------------------------------------------------------------- options and key

@@ -11,6 +11,7 @@ import torch
 from PIL import ImageFile
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from iaa_bench.utils.errors import BadImageError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_dataset
 
 log = logging.getLogger(LOGGER_NAME)
@@ -46,10 +47,6 @@ class EpochSampler(Sampler):
 
     def __len__(self):
         return len(self._indices()) - self.skip
-
-
-class BadImageError(RuntimeError):
-    pass
 
 
 class GuardedDataset(Dataset):
@@ -171,7 +168,6 @@ def create_dataloaders(opt):
     return train, vals
 
 
-
 def with_feature_cache(opt, model, loader):
     """`loader` reading cached frozen features when the option file enables the cache."""
     if not (opt.get("feature_cache") or {}).get("enabled"):
@@ -179,7 +175,6 @@ def with_feature_cache(opt, model, loader):
     from iaa_bench.data.feature_cache import cached_loader
 
     return cached_loader(opt, model, loader)
-
 
 
 def eval_loaders(opt, phases=None):

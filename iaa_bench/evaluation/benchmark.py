@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from iaa_bench.config.options import OptionError, load_options, load_yaml
+from iaa_bench.config.options import load_options, load_yaml
 from iaa_bench.config.schema import validate_options
 from iaa_bench.data import loaders
 from iaa_bench.evaluation import leaderboard
@@ -45,6 +45,7 @@ from iaa_bench.evaluation.metrics import NUM_BINS, mean_score
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.training.run_folder import setup_run_logging
 from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.errors import IAABenchError, OptionError
 from iaa_bench.utils.offline import (
     ALLOW_DOWNLOAD,
     WeightsUnavailableError,
@@ -120,7 +121,7 @@ def evaluate_option_model(entry: dict, split: str, root: str, train_missing: boo
     return row, result.paths, loader, record
 
 
-class ModelSkipped(Exception):
+class ModelSkipped(IAABenchError):
     """A model that cannot be scored on this machine; the benchmark records why and goes on."""
 
 

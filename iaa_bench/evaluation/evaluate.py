@@ -20,6 +20,7 @@ from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.models.iaa_model import build_iaa_model
 from iaa_bench.training.run_folder import setup_run_logging, use_progress_bar
 from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.errors import MissingInputError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
@@ -88,7 +89,7 @@ def build_eval_model(opt, checkpoint=None):
     """An `IAAModel` in evaluation mode with `checkpoint` (default: the run's best) loaded."""
     checkpoint = checkpoint or opt["path"].get("pretrain_network") or default_checkpoint(opt)
     if not checkpoint:
-        raise FileNotFoundError(f"No checkpoint for `{opt['name']}`: set path.pretrain_network or train it first "
+        raise MissingInputError(f"No checkpoint for `{opt['name']}`: set path.pretrain_network or train it first "
                                 f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
     opt["path"]["pretrain_network"] = checkpoint
     return build_iaa_model(opt)

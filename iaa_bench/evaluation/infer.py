@@ -23,12 +23,13 @@ from os import path as osp
 import torch
 from PIL import Image
 
-from iaa_bench.config.options import OptionError, load_options
+from iaa_bench.config.options import load_options
 from iaa_bench.config.schema import validate_options
 from iaa_bench.data import loaders
 from iaa_bench.evaluation.evaluate import build_eval_model
 from iaa_bench.evaluation.metrics import NUM_BINS
 from iaa_bench.training.run_folder import RESOLVED_OPTIONS
+from iaa_bench.utils.errors import MissingInputError, OptionError
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, is_registered
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -72,7 +73,6 @@ class Preprocessor:
         self.text_opt, self.tokenizer = None, None
         if dataset_opt.get("text"):
             from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS
-
             from iaa_bench.utils.pretrained import load_tokenizer
 
             self.text_opt = {**TEXT_DEFAULTS, **dataset_opt["text"]}
@@ -93,10 +93,10 @@ def list_images(img_arg: str) -> list:
     if osp.isdir(img_arg):
         images = sorted(p for p in glob.glob(osp.join(img_arg, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
         if not images:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_arg}")
+            raise MissingInputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_arg}")
         return images
     if not osp.isfile(img_arg):
-        raise FileNotFoundError(f"image not found: {img_arg}")
+        raise MissingInputError(f"image not found: {img_arg}")
     return [img_arg]
 
 

@@ -152,7 +152,6 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def main(argv=None) -> int:
     from iaa_bench.archs.nima_baseline_arch import NIMABaseline
-
     from iaa_bench.config.options import load_options
     from iaa_bench.config.schema import validate_options
     from iaa_bench.data import loaders

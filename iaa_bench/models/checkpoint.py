@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 from iaa_bench.utils.atomic import atomic_write
+from iaa_bench.utils.errors import CheckpointError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 STATE_SUFFIX = ".state"
 log = logging.getLogger(LOGGER_NAME)
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def atomic_torch_save(obj, path: str) -> None:

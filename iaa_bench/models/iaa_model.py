@@ -27,6 +27,7 @@ from tqdm import tqdm
 from iaa_bench.config.options import resolve_device
 from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS, compute_metrics
 from iaa_bench.models import checkpoint as ckpt
+from iaa_bench.utils.errors import NonFiniteLossError
 from iaa_bench.utils.offline import weights_required
 from iaa_bench.utils.pyiqa_adapter import (
     LOGGER_NAME,
@@ -69,10 +70,6 @@ def build_iaa_model(opt):
         log.info(f"model_type {opt['model_type']} runs on IAAModel (same contract, iaa_bench's fixes)")
         opt = {**opt, "model_type": "IAAModel"}
     return build_model(opt)
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 @MODEL_REGISTRY.register()

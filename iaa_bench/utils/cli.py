@@ -1,20 +1,17 @@
-"""Command-line wrapper: expected failures print one clear line, not a traceback."""
+"""The one exit path of every script: expected errors print one `error:` line and exit 2.
+
+`IAABenchError` (and its subclasses) are mistakes a user can fix, so they get a message,
+not a traceback; any other exception is a bug and keeps its traceback.
+"""
 import sys
 
-from iaa_bench.config.options import OptionError
-from iaa_bench.data.loaders import BadImageError
-from iaa_bench.models.checkpoint import CheckpointError
-from iaa_bench.models.iaa_model import NonFiniteLossError
-from iaa_bench.utils.offline import WeightsUnavailableError
-
-EXPECTED_ERRORS = (OptionError, WeightsUnavailableError, CheckpointError, NonFiniteLossError, BadImageError,
-                   FileNotFoundError)
+from iaa_bench.utils.errors import IAABenchError
 
 
 def run(pipeline, argv=None) -> int:
     try:
         pipeline(argv)
-    except EXPECTED_ERRORS as err:
+    except IAABenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

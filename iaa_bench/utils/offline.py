@@ -9,15 +9,13 @@ resulting low-level errors into one message naming the option that takes a local
 import contextlib
 import os
 
+from iaa_bench.utils.errors import WeightsUnavailableError
+
 ALLOW_DOWNLOAD = os.environ.get("IAA_BENCH_ALLOW_DOWNLOAD", "0") == "1"
 
 if not ALLOW_DOWNLOAD:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pre-trained weights are needed but are neither local nor downloadable."""
 
 
 @contextlib.contextmanager

@@ -40,12 +40,14 @@ def load_plugins(entries, option_file: str = "") -> None:
     import sys
     from importlib.util import module_from_spec, spec_from_file_location
 
+    from iaa_bench.utils.errors import MissingInputError
+
     base = os.path.dirname(os.path.abspath(option_file)) if option_file else os.getcwd()
     for entry in entries or []:
         if str(entry).endswith(".py"):
             path = entry if os.path.isabs(entry) else os.path.join(base, entry)
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"{option_file}: plugins: file not found: {path}")
+                raise MissingInputError(f"{option_file}: plugins: file not found: {path}")
             name = f"iaa_bench_plugin_{os.path.splitext(os.path.basename(path))[0]}"
             if name in sys.modules:
                 continue

@@ -1,0 +1,48 @@
+"""Every error iaa_bench raises on purpose: one base class, one subclass per kind of mistake.
+
+Command-line scripts catch `IAABenchError` (see `iaa_bench.utils.cli`): its message is printed
+as `error: ...` and the script exits with status 2. Anything else is a bug and keeps its traceback.
+"""
+
+
+class IAABenchError(Exception):
+    """Base of iaa_bench's expected errors: the message says what to fix."""
+
+
+class OptionError(IAABenchError, ValueError):
+    """An option file or command-line option is wrong; the message names where."""
+
+
+class InputFormatError(IAABenchError, ValueError):
+    """A raw input file is malformed; the message names the file and 1-based line."""
+
+    def __init__(self, path, line_no: int, message: str):
+        super().__init__(f"{path}:{line_no}: {message}")
+
+
+class WeightsUnavailableError(IAABenchError, RuntimeError):
+    """Pre-trained weights are needed but are neither local nor downloadable."""
+
+
+class CheckpointError(IAABenchError, RuntimeError):
+    """A checkpoint or training state cannot be written or read."""
+
+
+class FrozenEncoderMismatchError(IAABenchError, ValueError):
+    """A checkpoint was trained on top of different frozen encoders than the network has."""
+
+
+class FeatureCacheError(IAABenchError, ValueError):
+    """The option file asks for a cache that cannot reproduce what the uncached run sees."""
+
+
+class BadImageError(IAABenchError, RuntimeError):
+    """An image cannot be decoded and the dataset's `bad_image` policy is `fail`."""
+
+
+class NonFiniteLossError(IAABenchError, RuntimeError):
+    """The loss became NaN or infinite; nothing from that step was applied."""
+
+
+class MissingInputError(IAABenchError, FileNotFoundError):
+    """A file or folder the user named (or that a run needs) does not exist."""
