@@ -3,7 +3,8 @@
 Importing this package registers every component (architectures, datasets, models,
 losses, metrics) in pyiqa's registries. The same registration runs through pyiqa's
 entry-point groups after `pip install`, so `pyiqa.archs.build_network({'type': 'MMLQ'})`
-works without importing iaa_bench first.
+works without importing iaa_bench first. Importing changes nothing else in the process
+(environment, PIL and logging settings are the command-line entry points' business).
 """
 import importlib
 import importlib.machinery
@@ -36,7 +37,6 @@ def _map_root_component_folders():
 
 _map_root_component_folders()
 
-from iaa_bench.utils import offline  # noqa: E402,F401  (sets hub-offline defaults before any hub import)
 from iaa_bench.utils.registration import register_all  # noqa: E402
 
 register_all()

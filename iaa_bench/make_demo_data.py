@@ -11,6 +11,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 from iaa_bench.data.demo import main  # noqa: E402
+from iaa_bench.utils.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

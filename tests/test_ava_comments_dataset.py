@@ -23,9 +23,9 @@ def prepared(tmp_path_factory):
     for image_id in votes:
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(root / "images" / f"{image_id}.jpg")
     out = root / "prepared"
-    assert prepare_ava.main(["--ava-txt", str(root / "AVA.txt"), "--comments", str(root / "comments.txt"),
-                             "--images", str(root / "images"), "--test-list", str(root / "test.jpgl"),
-                             "--out", str(out), "--val-fraction", "0", "--workers", "1", "--no-progress"]) == 0
+    prepare_ava.main(["--ava-txt", str(root / "AVA.txt"), "--comments", str(root / "comments.txt"),
+                      "--images", str(root / "images"), "--test-list", str(root / "test.jpgl"),
+                      "--out", str(out), "--val-fraction", "0", "--workers", "1", "--no-progress"])
     return out
 
 

@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from iaa_bench.data import demo as make_demo_data
+from iaa_bench.utils.cli import run
 
 
 def file_hashes(root):
@@ -23,8 +24,8 @@ def no_network(monkeypatch):
 
 
 def build(out, seed=0):
-    assert make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--seed", str(seed),
-                                "--workers", "1", "--no-progress"]) == 0
+    make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--seed", str(seed),
+                         "--workers", "1", "--no-progress"])
     return file_hashes(out)
 
 
@@ -50,5 +51,5 @@ def test_report_shows_exclusions_and_splits(tmp_path, no_network):
 def test_refuses_non_empty_out(tmp_path, capsys):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "keep").write_text("x")
-    assert make_demo_data.main(["--out", str(tmp_path / "demo"), "--n", "5"]) != 0
+    assert run(make_demo_data.main, ["--out", str(tmp_path / "demo"), "--n", "5"]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from PIL import Image, ImageFile
 
 from iaa_bench.data import prepare as prepare_ava
 from iaa_bench.data.ava_formats import CommentStore, read_labels
+from iaa_bench.utils.cli import run
 from iaa_bench.utils.pyiqa_adapter import build_dataset
 
 VOTES = {101: "0 1 2 5 9 7 3 1 0 0", 102: "1 0 0 2 4 8 8 4 1 1", 103: "0 0 1 3 10 10 3 1 0 0",
@@ -51,9 +52,10 @@ def raw(tmp_path):
 
 
 def run_tool(raw, out, *extra):
-    return prepare_ava.main(["--ava-txt", str(raw / "AVA.txt"), "--comments", str(raw / "comments.txt"),
-                             "--images", str(raw / "images"), "--test-list", str(raw / "test.jpgl"),
-                             "--out", str(out), "--val-fraction", "0", "--no-progress", *extra])
+    """prepare_ava.py's exit status (through the scripts' one exit path)."""
+    return run(prepare_ava.main, ["--ava-txt", str(raw / "AVA.txt"), "--comments", str(raw / "comments.txt"),
+                                  "--images", str(raw / "images"), "--test-list", str(raw / "test.jpgl"),
+                                  "--out", str(out), "--val-fraction", "0", "--no-progress", *extra])
 
 
 def test_report_counts_and_pyiqa_reads_meta_info(raw, tmp_path):
@@ -128,7 +130,7 @@ def test_malformed_labels_fail_naming_file_and_line(raw, tmp_path, capsys, line3
     lines[2] = line3
     (raw / "AVA.txt").write_text("".join(lines))
     out = tmp_path / "out"
-    assert run_tool(raw, out) != 0
+    assert run_tool(raw, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{raw / 'AVA.txt'}:3:" in err[0] and reason in err[0]
     assert not out.exists()
@@ -140,7 +142,7 @@ def test_bad_test_list_id_fails_and_keeps_previous_output(raw, tmp_path, capsys)
     out.mkdir()
     (out / "keep.txt").write_text("old")
     (raw / "test.jpgl").write_text("101\nabc.jpg\n")
-    assert run_tool(raw, out, "--overwrite") != 0
+    assert run_tool(raw, out, "--overwrite") == 2
     assert f"{raw / 'test.jpgl'}:2:" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -149,7 +151,7 @@ def test_non_empty_out_needs_overwrite(raw, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    assert run_tool(raw, out) != 0
+    assert run_tool(raw, out) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "old"
     assert run_tool(raw, out, "--overwrite") == 0

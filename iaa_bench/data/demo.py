@@ -19,7 +19,6 @@ timestamps, paths in report.json relative to OUT.
 """
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -243,13 +242,10 @@ def build_demo(out, n: int = 800, size: int = 256, seed: int = 0, workers=None, 
     return report
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> dict:
+    """`make_demo_data.py`: build the demo into `--out`; returns prepare's report."""
     args = parse_args(argv)
-    try:
-        report = build_demo(args.out, args.n, args.size, args.seed, args.workers, args.overwrite, not args.no_progress)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = build_demo(args.out, args.n, args.size, args.seed, args.workers, args.overwrite, not args.no_progress)
     print(f"demo dataset in {args.out.absolute()}: rows={report['rows']} train={report['train']} val={report['val']} "
           f"test={report['test']} missing={report['images_missing']} corrupt={report['images_corrupt']}")
-    return 0
+    return report

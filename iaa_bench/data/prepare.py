@@ -47,12 +47,12 @@ from iaa_bench.data.ava_formats import (
     NUM_BINS,
     SPLIT_CODES,
     CommentStore,
-    InputFormatError,
     mean_score,
     read_id_list,
     read_labels,
     write_comment_store,
 )
+from iaa_bench.utils.errors import FileAccessError, IAABenchError, OutputExistsError
 
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 META_INFO_FILE = "meta_info.csv"
@@ -180,11 +180,11 @@ def _recorded_path(path: Path, dest: Path) -> str:
 
 
 def refuse_existing(out: Path, overwrite: bool):
-    """Raise FileExistsError if `out` is a file, or a non-empty folder without `overwrite`."""
+    """Refuse an `out` that is a file, or a non-empty folder without `overwrite`."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
+        raise OutputExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (use --overwrite to replace it)")
+        raise OutputExistsError(f"{out} exists and is not empty (use --overwrite to replace it)")
 
 
 def publish(staging: Path, out: Path):
@@ -214,25 +214,23 @@ def make_staging(out: Path) -> Path:
     return staging
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> dict:
+    """`prepare_ava.py`: prepare into `--out` atomically; returns the report."""
     args = parse_args(argv)
     out = args.out.absolute()
-    try:
-        refuse_existing(out, args.overwrite)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    refuse_existing(out, args.overwrite)
     staging = make_staging(out)
     try:
         report = prepare(args, staging)
         publish(staging, out)
-    except (InputFormatError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:  # an unreadable input or a full disk: the user's to fix, not a bug
+        if isinstance(err, IAABenchError):
+            raise
+        raise FileAccessError(str(err)) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = ", ".join(f"{k}={report[k]}" for k in ("rows", "train", "val", "test", "images_missing",
                                                       "images_corrupt", "with_comments", "without_comments"))
     print(f"prepared {out}: {summary}")
-    return 0
+    return report
 

@@ -150,7 +150,7 @@ def rss_mb(field: str = "VmRSS") -> float:
         return float("nan")
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     from iaa_bench.archs.nima_baseline_arch import NIMABaseline
     from iaa_bench.config.options import load_options
     from iaa_bench.config.schema import validate_options
@@ -231,5 +231,4 @@ def main(argv=None) -> int:
     print(f"SUMMARY cache_speedup={speedup:.3f} cache_ideal={ideal:.3f} train_samples_per_s={cached_rate:.3f} "
           f"infer_images_per_s={mmlq_rate:.3f} nima_infer_images_per_s={nima_rate:.3f} "
           f"flops_utilisation={utilisation:.3f} peak_rss_mb={peak_rss:.1f}", flush=True)
-    return 0
 

@@ -46,3 +46,11 @@ class NonFiniteLossError(IAABenchError, RuntimeError):
 
 class MissingInputError(IAABenchError, FileNotFoundError):
     """A file or folder the user named (or that a run needs) does not exist."""
+
+
+class OutputExistsError(IAABenchError, FileExistsError):
+    """An output folder or file is in the way and replacing it was not asked for."""
+
+
+class FileAccessError(IAABenchError, OSError):
+    """A file cannot be read or written (permissions, full disk, a folder where a file was expected)."""

@@ -1,32 +1,68 @@
-"""Offline by construction: nothing downloads unless the user asks for it.
+"""Offline by default: nothing downloads unless the user asks for it.
 
 Hugging Face hub clients (used by timm and transformers) retry for about a minute
-before giving up when there is no network. iaa_bench turns the hub's offline mode on
-before any hub import, so a missing weight fails in seconds; `IAA_BENCH_ALLOW_DOWNLOAD=1`
-restores normal downloading on a connected machine. `weights_required` turns the
-resulting low-level errors into one message naming the option that takes a local path.
+before giving up when there is no network. Two places turn the hub's offline mode on,
+and neither is `import iaa_bench` (a library import must not change its host process):
+- `use_offline_policy()`, called by the command-line exit path (`iaa_bench.utils.cli.run`),
+  for the whole process and its children (DataLoader workers, torchrun ranks);
+- `weights_required(...)`, around every weight load, for that load only, so library
+  callers get the same fast failure without a process-wide change.
+`IAA_BENCH_ALLOW_DOWNLOAD=1` restores normal downloading on a connected machine.
+`weights_required` also turns the resulting low-level errors into one message naming
+the option that takes a local path.
 """
 import contextlib
 import os
+import sys
 
 from iaa_bench.utils.errors import WeightsUnavailableError
 
 ALLOW_DOWNLOAD = os.environ.get("IAA_BENCH_ALLOW_DOWNLOAD", "0") == "1"
+HUB_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
-if not ALLOW_DOWNLOAD:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+def _offline_is_ours_to_set() -> bool:
+    """Downloads not allowed and the user left the hub's own variables alone (theirs win)."""
+    return not ALLOW_DOWNLOAD and not any(var in os.environ for var in HUB_OFFLINE_VARIABLES)
+
+
+def use_offline_policy() -> None:
+    """Process-wide hub offline mode, inherited by child processes: for command-line entry points only."""
+    if not _offline_is_ours_to_set():
+        return
+    for var in HUB_OFFLINE_VARIABLES:
+        os.environ[var] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # the hub reads the variables once, when it is imported
+        constants.HF_HUB_OFFLINE = True
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """The hub's offline mode for the enclosed block only (restored afterwards)."""
+    if not _offline_is_ours_to_set():
+        yield
+        return
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 @contextlib.contextmanager
 def weights_required(option: str, what: str):
-    """Run a weight-loading block; on a download failure name the option for a local path.
+    """Run a weight-loading block offline; on a download failure name the option for a local path.
 
     option: the option path a user sets to a local file or folder (e.g. `network.image_encoder.weights`).
     what: the weights being loaded, for the message.
     """
     try:
-        yield
+        with _hub_offline():
+            yield
     except WeightsUnavailableError:
         raise
     except Exception as err:  # hub, urllib and torch.hub errors have no common base class
