@@ -190,6 +190,11 @@ class FrozenTextEncoder(FrozenEncoder):
             raise ValueError(f"max_length {max_length} exceeds the encoder's {self.model.config.max_position_embeddings} positions")
         self._freeze()
 
+    @staticmethod
+    def tokenizer_settings(options: dict) -> dict:
+        """{'tokenizer', 'max_length'} the encoder built from `options` (its keyword arguments) reads."""
+        return {"tokenizer": options.get("name", OFFLINE_TEXT_ENCODER), "max_length": options.get("max_length", 128)}
+
     @property
     def out_dim(self) -> int:
         return self.model.config.hidden_size

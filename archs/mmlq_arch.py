@@ -143,7 +143,8 @@ class MMLQ(nn.Module):
         num_bins: score bins (10 for AVA).
     """
 
-    uses_text = True
+    uses_text = True  # the architecture contract (iaa_bench/models/contract.py); `modality` narrows it
+    outputs_dist = True
 
     def __init__(self, image_encoder: dict = None, text_encoder: dict = None, num_visual_queries: int = 32,
                  num_text_queries: int = 32, dim: int = 768, num_heads: int = 12, depth: int = 6,
@@ -155,7 +156,7 @@ class MMLQ(nn.Module):
             raise ValueError(f"modality must be one of {list(_BRANCHES)}, self_attn 'joint'|'separate', "
                              f"ffn 'shared'|'separate'; got {modality!r}, {self_attn!r}, {ffn!r}")
         self.branches = _BRANCHES[modality]
-        self.uses_text = "textual" in self.branches
+        self.uses_image, self.uses_text = "visual" in self.branches, "textual" in self.branches
         self.comment_dropout, self.empty_text_tokens = comment_dropout, empty_text_tokens
 
         # The only place the frozen encoders live; absent branches build nothing.
@@ -184,6 +185,21 @@ class MMLQ(nn.Module):
                 nn.init.zeros_(module.bias)
         for p in [*self.queries.values(), *([self.null_text] if self.uses_text else [])]:
             nn.init.trunc_normal_(p, std=0.02)
+
+    @classmethod
+    def text_settings(cls, network_opt: dict):
+        """The tokenizer and length of the text encoder (None for modality 'image')."""
+        if network_opt.get("modality", "both") == "image":
+            return None
+        return FrozenTextEncoder.tokenizer_settings(network_opt.get("text_encoder") or {})
+
+    def frozen_encoders(self) -> dict:
+        """The encoders whose outputs `forward` also takes precomputed (`image_feats`, `text_feats`)."""
+        return {k: enc for k, enc in (("image", self.image_encoder), ("text", self.text_encoder)) if enc is not None}
+
+    def no_weight_decay(self) -> set:
+        """The learnable queries and the null text token: embeddings, kept out of weight decay (timm)."""
+        return {f"queries.{b}" for b in self.queries} | ({"null_text"} if self.uses_text else set())
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """Frozen image features (B, N, C) of [0, 1] images."""

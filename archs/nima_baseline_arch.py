@@ -50,6 +50,7 @@ class NIMABaseline(nn.Module):
         layers = [nn.Flatten(), nn.Dropout(p=dropout_rate),
                   nn.Linear(self.base_model.feature_info.channels()[-1], num_classes)]
         self.classifier = nn.Sequential(*layers, *([nn.Softmax(dim=-1)] if num_classes > 1 else []))
+        self.outputs_dist = num_classes > 1  # the architecture contract (iaa_bench/models/contract.py)
         cfg = self.base_model.pretrained_cfg
         self.input_size = cfg["input_size"][-1]
         self.register_buffer("default_mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)

@@ -29,6 +29,8 @@ record per sample with `os.pread`, so DataLoader workers (forked) hold no commen
 beyond the current batch. See `iaa_bench/prepare_ava.py` for decode costs and where a
 frozen-feature cache plugs in.
 """
+import copy
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -98,12 +100,35 @@ class AVACommentsDataset(BaseIQADataset):
         rng = np.random.default_rng([self.text_opt["seed"], index, epoch])
         return [comments[i] for i in sorted(rng.choice(len(comments), size=keep, replace=False))]
 
+    def image_path(self, index: int) -> str:
+        return str(self.image_dir / self.paths_mos[index][0])
+
     def labels(self, index: int) -> dict:
         """`mos_dist`, `mos_label`, `img_path` of a sample without decoding its image (feature cache)."""
         row = self.paths_mos[index]
         votes = torch.tensor(row[2:2 + NUM_BINS], dtype=torch.float32)
         return {"mos_dist": votes / votes.sum(), "mos_label": torch.tensor([row[1]], dtype=torch.float32),
-                "img_path": str(self.image_dir / row[0])}
+                "img_path": self.image_path(index)}
+
+    def cache_identity(self) -> dict:
+        """Everything that determines what the frozen encoders see of this split (the feature cache's key)."""
+        rows = json.dumps(self.paths_mos, default=str).encode()
+        identity = {"type": type(self).__name__, "phase": self.phase, "split": self.opt.get("split", self.phase),
+                    "rows_sha256": hashlib.sha256(rows).hexdigest(), "image_dir": str(self.image_dir),
+                    "augment": dict(self.opt.get("augment") or {}), "img_range": self.img_range, "text": None}
+        if self.text_opt is not None:
+            from iaa_bench.data.feature_cache import file_sha256
+
+            identity["text"] = {**{k: self.text_opt[k] for k in ("tokenizer", *TEXT_DEFAULTS)},
+                                "tokenizer_class": type(self.tokenizer).__name__,
+                                "vocab_size": self.tokenizer.vocab_size, "comments_sha256": file_sha256(self.store.path)}
+        return identity
+
+    def with_augment(self, augment: dict) -> "AVACommentsDataset":
+        """A shallow copy of this split whose images go through `augment` instead (same rows and text)."""
+        view = copy.copy(self)
+        view.get_transforms({**self.opt, "augment": augment})
+        return view
 
     def tokens(self, index: int) -> dict:
         """`text_ids`, `text_mask` (max_length,) of a sample's selected comments, without its image."""

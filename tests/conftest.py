@@ -13,6 +13,27 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent / "assets"
 
+# A BERT-shaped text encoder small enough to build in milliseconds (random init, MiniLM's vocabulary).
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522)
+# MMLQ network options at test size: random-init encoders, the offline MiniLM tokenizer.
+TINY_MMLQ = dict(image_encoder=dict(name="resnet10t", weights=None, img_size=64),
+                 text_encoder=dict(name="offline-minilm", max_length=24, weights=None, config=TINY_BERT),
+                 num_visual_queries=4, num_text_queries=3, dim=32, num_heads=4, depth=2, dropout=0.1)
+
+
+def build_tiny_mmlq(seed: int = 0, **overrides):
+    """A tiny MMLQ (TINY_MMLQ with `overrides`), its weights drawn from `seed`."""
+    import torch
+    from iaa_bench.archs.mmlq_arch import MMLQ
+
+    torch.manual_seed(seed)
+    return MMLQ(**{**TINY_MMLQ, **overrides})
+
+
+@pytest.fixture
+def tiny_mmlq():
+    return build_tiny_mmlq
+
 
 @pytest.fixture
 def forbid_sockets(monkeypatch):

@@ -6,7 +6,7 @@ import yaml
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
 USER_ARCH = textwrap.dedent('''
-    """A user's aesthetics net: registered with pyiqa's own decorator, nothing from iaa_bench."""
+    """A user's aesthetics net: registered with pyiqa's own decorator, nothing imported from iaa_bench."""
     import torch
     from torch import nn
     from pyiqa.utils.registry import ARCH_REGISTRY
@@ -14,6 +14,8 @@ USER_ARCH = textwrap.dedent('''
 
     @ARCH_REGISTRY.register()
     class MyColourStatsNet(nn.Module):
+        outputs_dist = True  # iaa_bench's architecture contract: a 10-bin distribution on request
+
         def __init__(self, hidden: int = 16):
             super().__init__()
             self.head = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 10))

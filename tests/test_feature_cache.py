@@ -128,7 +128,7 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     opt = {**fc.OPTION_DEFAULTS, "batch_size": 4}
     reference = fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "a")}, "cpu", show_progress=False)
 
-    encode_text, calls = net.encode_text, []
+    encode_text, calls = net.text_encoder.forward, []
 
     def crash_after_two_batches(ids, mask):
         calls.append(len(ids))
@@ -136,7 +136,7 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
             raise KeyboardInterrupt("simulated crash")
         return encode_text(ids, mask)
 
-    net.encode_text = crash_after_two_batches
+    net.text_encoder.forward = crash_after_two_batches
     with pytest.raises(KeyboardInterrupt):
         fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "b")}, "cpu", show_progress=False)
     folder = fc.cache_folder(str(tmp_path / "b"), fc.describe(net, ds, "float16"))
@@ -144,7 +144,7 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     assert not fc._read_meta(folder)["complete"]
 
     calls.clear()
-    net.encode_text = lambda ids, mask: calls.append(len(ids)) or encode_text(ids, mask)
+    net.text_encoder.forward = lambda ids, mask: calls.append(len(ids)) or encode_text(ids, mask)
     resumed = fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "b")}, "cpu", show_progress=False)
     assert sum(calls) == len(ds) - 8  # only the rest was encoded
     assert fc._read_meta(folder)["complete"]

@@ -31,8 +31,9 @@ def differing_keys(a: dict, b: dict) -> set:
 
 def allowed_twin_difference(key: str) -> bool:
     """What a twin may change: its name, its network, and what that network strictly needs."""
+    parts = key.split(".")
     return (key == "name" or key.startswith("network.") or key.startswith("train.mos_loss_opt.")
-            or key.startswith("train.optim.lr_"))
+            or key.startswith("train.optim.lr_") or parts[0] == "datasets" and parts[2:3] == ["text"])
 
 
 def test_expected_files_exist():
@@ -83,6 +84,14 @@ def test_ablations_and_what_their_datasets_load():
             opt = load_yaml(str(OPTIONS / f"{name}_{suffix}.yml"))
             assert opt["network"].get("modality") == modality
             assert ("text" in dataset_options(opt, opt["datasets"]["test"])) == tokenises, name
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_datasets_state_the_text_their_network_reads(path):
+    """pyiqa's own trainer builds each dataset from `datasets.<phase>` alone, so nothing may be left to fill in."""
+    opt = load_yaml(str(path))
+    for phase, ds in opt["datasets"].items():
+        assert dataset_options(opt, ds, phase) == ds, phase
 
 
 def test_paper_configuration():

@@ -1,10 +1,10 @@
 """Frozen-feature cache: each frozen encoder's output is computed once per sample and view.
 
 MMLQ trains only its query transformer and head; its frozen encoders cost ~5x the
-trainable step on CPU (NOTES §8). With `feature_cache: {enabled: true}` the encoders run
-once over each split -- through the arch's own `encode_image` / `encode_text`, so they
-stay in one place -- and batches then carry `image_feats`, `text_feats` + `text_mask`
-read from memory-mapped files: no image is decoded and no comment tokenised, so a cached
+trainable step on CPU. With `feature_cache: {enabled: true}` the encoders the
+network declares (`frozen_encoders()`, see `iaa_bench.models.contract`) run once over each
+split, and batches then carry `image_feats`, `text_feats` + `text_mask` read from
+memory-mapped files: no image is decoded and no comment tokenised, so a cached
 epoch costs about the trainable part only, and its memory does not grow with the split.
 
 Options (top level): `feature_cache: {enabled, dir (default feature_cache; relative to the output root),
@@ -26,10 +26,8 @@ a barrier; ranks must share one file system view (one node).
 
 Random transforms other than hflip cannot be cached and are refused, naming the option.
 """
-import copy
 import functools
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -41,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from iaa_bench.models import contract
 from iaa_bench.models.checkpoint import bare
 from iaa_bench.utils.atomic import atomic_write_json
 from iaa_bench.utils.errors import FeatureCacheError
@@ -53,6 +52,8 @@ OPTION_DEFAULTS = {"enabled": False, "dir": None, "dtype": "float16", "batch_siz
 STORE_DTYPES = {"float16": np.float16, "float32": np.float32}
 # pyiqa augment keys whose output is a function of the image alone (all others draw random numbers)
 DETERMINISTIC_AUGMENTS = ("resize", "center_crop", "adaptive_resize", "ada_pad", "totensor")
+# what a dataset must provide: per-sample labels and tokens without its image, its identity, a re-augmented copy
+DATASET_METHODS = ("labels", "tokens", "cache_identity", "with_augment")
 
 
 # --------------------------------------------------------------------------- options and key
@@ -70,10 +71,9 @@ def cache_options(opt: dict) -> dict:
     return cache_opt
 
 
-def image_views(dataset) -> tuple:
-    """Stored image views of a dataset, after refusing augments a cache cannot reproduce."""
-    augment = dataset.opt.get("augment") or {}
-    phase = dataset.opt.get("phase", "train")
+def image_views(data: dict) -> tuple:
+    """Stored image views of a split (its `cache_identity()`), after refusing augments a cache cannot reproduce."""
+    augment, phase = data["augment"], data["phase"]
     for key, value in augment.items():
         if key not in DETERMINISTIC_AUGMENTS + ("hflip",) and value:
             raise FeatureCacheError(
@@ -98,10 +98,8 @@ def file_sha256(path) -> str:
 
 
 def encoders_of(net) -> dict:
-    """{'image': encoder, 'text': encoder} of a network that takes cached features (absent branches left out)."""
-    params = inspect.signature(net.forward).parameters
-    found = {kind: getattr(net, f"{kind}_encoder", None) for kind in ("image", "text")}
-    found = {kind: enc for kind, enc in found.items() if enc is not None and f"{kind}_feats" in params}
+    """{'image': encoder, 'text': encoder} whose outputs the network takes precomputed (absent branches left out)."""
+    found = contract.frozen_encoders(net)
     if not found:
         raise FeatureCacheError(f"feature_cache: network {type(net).__name__} has no frozen encoder whose output it "
                                 "accepts as `image_feats` / `text_feats`; set feature_cache.enabled: false")
@@ -110,31 +108,26 @@ def encoders_of(net) -> dict:
 
 def describe(net, dataset, store_dtype: str) -> dict:
     """Everything that determines a cache's content (its hash is the folder key)."""
-    for method in ("labels", "tokens"):
+    for method in DATASET_METHODS:
         if not hasattr(dataset, method):
-            raise FeatureCacheError(f"feature_cache: dataset type {type(dataset).__name__} has no `{method}(index)`; "
+            raise FeatureCacheError(f"feature_cache: dataset type {type(dataset).__name__} has no `{method}`; "
                                     "use AVACommentsDataset or set feature_cache.enabled: false")
     encoders = encoders_of(net)
-    rows = json.dumps(dataset.paths_mos, default=str).encode()
+    data = dataset.cache_identity()
     desc = {"version": CACHE_VERSION, "dtype": store_dtype,
-            "dataset": {"type": type(dataset).__name__, "split": dataset.opt.get("split", dataset.phase),
-                        "rows_sha256": hashlib.sha256(rows).hexdigest(), "image_dir": str(dataset.image_dir)}}
+            "dataset": {k: data[k] for k in ("type", "split", "rows_sha256", "image_dir")}}
     if "image" in encoders:
-        augment = {k: v for k, v in (dataset.opt.get("augment") or {}).items() if k != "hflip"}
-        desc["image"] = {"encoder": encoders["image"].identity(), "augment": augment,
-                         "img_range": dataset.opt.get("img_range", 1.0), "views": image_views(dataset)}
+        augment = {k: v for k, v in data["augment"].items() if k != "hflip"}
+        desc["image"] = {"encoder": encoders["image"].identity(), "augment": augment, "img_range": data["img_range"],
+                         "views": image_views(data)}
     if "text" in encoders:
-        text_opt = dataset.text_opt
-        if text_opt is None:
-            raise FeatureCacheError(f"feature_cache: dataset {dataset.opt.get('name')} loads no text for the "
-                                    "network's text encoder")
-        if dataset.phase == "train" and text_opt["comment_fraction"] < 1:
+        text = data["text"]
+        if text is None:
+            raise FeatureCacheError(f"feature_cache: dataset {data['split']} loads no text for the network's text encoder")
+        if data["phase"] == "train" and text["comment_fraction"] < 1:
             raise FeatureCacheError("datasets.train.text.comment_fraction < 1 draws new comments every epoch: cached "
                                     "text features cannot reproduce it. Set it to 1.0, or feature_cache.enabled: false")
-        desc["text"] = {"encoder": encoders["text"].identity(), "tokenizer": text_opt["tokenizer"],
-                        "tokenizer_class": type(dataset.tokenizer).__name__, "vocab_size": dataset.tokenizer.vocab_size,
-                        **{k: text_opt[k] for k in ("max_length", "separator", "comment_fraction", "seed")},
-                        "comments_sha256": file_sha256(dataset.store.path)}
+        desc["text"] = {"encoder": encoders["text"].identity(), **text}
     return desc
 
 
@@ -234,14 +227,11 @@ class _EncoderInputs(Dataset):
 
 
 def deterministic_view(dataset):
-    """A shallow copy of `dataset` whose transform leaves out hflip (the cache stores both views)."""
-    view = copy.copy(dataset)
-    augment = {k: v for k, v in (dataset.opt.get("augment") or {}).items() if k != "hflip"}
-    view.get_transforms({**dataset.opt, "augment": augment})
-    return view
+    """`dataset` without hflip in its transform (the cache stores both views)."""
+    return dataset.with_augment({k: v for k, v in dataset.cache_identity()["augment"].items() if k != "hflip"})
 
 
-def _fill(files: CacheFiles, encoders: dict, net, dataset, indices, device, batch_size: int, num_workers: int,
+def _fill(files: CacheFiles, encoders: dict, dataset, indices, device, batch_size: int, num_workers: int,
           flush_seconds: float, show_progress: bool) -> None:
     """Encode `indices` not yet done; data is flushed before their done bytes, periodically and on exit."""
     todo = [int(i) for i in indices if not files.done[i]]
@@ -266,7 +256,7 @@ def _fill(files: CacheFiles, encoders: dict, net, dataset, indices, device, batc
                 if "image" in encoders:
                     img = batch["img"].to(device)
                     views = [img, img.flip(-1)][:files.image.shape[1]]
-                    feats = net.encode_image(torch.cat(views)).unflatten(0, (len(views), len(idx))).transpose(0, 1)
+                    feats = encoders["image"](torch.cat(views)).unflatten(0, (len(views), len(idx))).transpose(0, 1)
                     files.image[idx] = feats.cpu().numpy().astype(dtype)
                 if "text" in encoders:
                     mask = batch["text_mask"]
@@ -274,7 +264,7 @@ def _fill(files: CacheFiles, encoders: dict, net, dataset, indices, device, batc
                     if not np.array_equal(files.text_lengths[idx], lengths.numpy()):
                         raise RuntimeError(f"{files.folder}: token counts changed since the cache was allocated")
                     width = int(lengths.max())
-                    feats = net.encode_text(batch["text_ids"][:, :width].to(device), mask[:, :width].to(device))
+                    feats = encoders["text"](batch["text_ids"][:, :width].to(device), mask[:, :width].to(device))
                     feats = feats.cpu().numpy().astype(dtype)
                     for row, index in enumerate(idx):
                         files.text[files.text_offsets[index]:files.text_offsets[index + 1]] = feats[row, :lengths[row]]
@@ -307,7 +297,7 @@ def build_cache(net, dataset, cache_opt: dict, device, rank: int = 0, world_size
         _barrier()
         files = CacheFiles(folder, _read_meta(folder), mode="r+")
         batch_size = int(cache_opt["batch_size"] or 32)
-        _fill(files, encoders, net, dataset, range(rank, len(dataset), world_size), device, batch_size, num_workers,
+        _fill(files, encoders, dataset, range(rank, len(dataset), world_size), device, batch_size, num_workers,
               float(cache_opt["flush_seconds"]), show_progress and rank == 0)
         del files
         _barrier()

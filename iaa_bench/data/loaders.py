@@ -1,8 +1,8 @@
 """Datasets and loaders for training and evaluation, from a run's options.
 
 Seeded, resumable sampling (`EpochSampler`), each dataset's `bad_image` policy
-(`GuardedDataset`), the demo dataset built on first use, the network's text settings
-passed to the datasets, and the frozen-feature cache when the options enable it.
+(`GuardedDataset`), the demo dataset built on first use, the text settings of the
+network's arch passed to the datasets, and the frozen-feature cache when the options enable it.
 """
 import logging
 from os import path as osp
@@ -11,8 +11,9 @@ import torch
 from PIL import ImageFile
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from iaa_bench.models import contract
 from iaa_bench.utils.errors import BadImageError
-from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_dataset
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, BaseIQADataset, build_dataset
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -73,9 +74,12 @@ class GuardedDataset(Dataset):
         return getattr(self.dataset, name)
 
     def image_path(self, index) -> str:
-        row = self.dataset.paths_mos[index] if hasattr(self.dataset, "paths_mos") else [f"sample {index}"]
-        folder = getattr(self.dataset, "image_dir", None) or getattr(self.dataset, "dataroot", "")
-        return osp.join(str(folder), str(row[0]))
+        """The dataset's own `image_path(index)`; pyiqa's datasets keep `dataroot` + `paths_mos[index][0]`."""
+        if hasattr(self.dataset, "image_path"):
+            return self.dataset.image_path(index)
+        if isinstance(self.dataset, BaseIQADataset):
+            return osp.join(str(getattr(self.dataset, "dataroot", "")), str(self.dataset.paths_mos[index][0]))
+        return f"sample {index} of {type(self.dataset).__name__}"
 
     def __getitem__(self, index):
         try:
@@ -98,19 +102,14 @@ def collate_skipping_bad_images(samples):
     return batch
 
 
-def dataset_options(opt: dict, dataset_opt: dict) -> dict:
-    """A dataset's options, with the text settings taken from the network's text encoder.
+def dataset_options(opt: dict, dataset_opt: dict, phase: str = "*") -> dict:
+    """A dataset's options with the text settings of the network's arch (`text_settings`, see the contract).
 
-    Datasets stay identical between image-only and multimodal option files; a network
-    with a `text_encoder` (and not `modality: image`) makes the dataset tokenise comments.
+    A dataset's own `text:` keys win (they must fit the network's tokenizer and length);
+    missing ones come from the arch, so a network that reads text always gets it.
     """
-    dataset_opt = dict(dataset_opt)
-    net = opt.get("network", {})
-    text_enc = net.get("text_encoder")
-    if text_enc and net.get("modality", "both") != "image" and "text" not in dataset_opt:
-        dataset_opt["text"] = {"tokenizer": text_enc.get("name", "offline-minilm"),
-                               "max_length": text_enc.get("max_length", 128)}
-    return dataset_opt
+    text = contract.dataset_text(opt.get("network", {}), dataset_opt.get("text"), f"datasets.{phase}")
+    return {**dataset_opt, "text": text} if text is not None else dict(dataset_opt)
 
 
 def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
@@ -154,7 +153,7 @@ def create_dataloaders(opt):
         if phase.split("_")[0] == "test":
             continue
         ensure_demo_data(raw_opt, rank)
-        dataset_opt = dataset_options(opt, raw_opt)
+        dataset_opt = dataset_options(opt, raw_opt, phase)
         dataset = build_dataset(dataset_opt)
         if phase == "train":
             sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
@@ -184,7 +183,7 @@ def eval_loaders(opt, phases=None):
         if phase == "train" or (phases and phase not in phases):
             continue
         ensure_demo_data(raw_opt, opt["rank"])
-        dataset_opt = {**dataset_options(opt, raw_opt), "phase": phase.split("_")[0]}
+        dataset_opt = {**dataset_options(opt, raw_opt, phase), "phase": phase.split("_")[0]}
         dataset = build_dataset(dataset_opt)
         loaders.append((phase, build_loader(opt, dataset, dataset_opt, EpochSampler(len(dataset), 0, False, opt["rank"],
                                                                                      opt["world_size"]))))

@@ -42,6 +42,7 @@ from iaa_bench.evaluation.evaluate import (
     evaluate,
 )
 from iaa_bench.evaluation.metrics import NUM_BINS, mean_score
+from iaa_bench.models import contract
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.training.run_folder import setup_run_logging
 from iaa_bench.utils.atomic import atomic_write_json
@@ -54,7 +55,6 @@ from iaa_bench.utils.offline import (
 
 BENCHMARK_KEYS = {"name", "dataset", "split", "train_missing", "ceiling", "models"}
 MODEL_KEYS = {"name", "opt", "checkpoint", "modality", "pyiqa_metric"}
-NETWORK_MODALITY = {"both": "image+text", "image": "image", "text": "text"}
 
 
 def load_benchmark(path: str) -> dict:
@@ -87,14 +87,6 @@ def load_benchmark(path: str) -> dict:
     return {"dataset": "ava", "split": "test", "train_missing": False, "ceiling": True, **bench}
 
 
-def network_modality(opt: dict) -> str:
-    """What the network reads: image, text or image+text."""
-    net = opt["network"]
-    if not net.get("text_encoder"):
-        return "image"
-    return NETWORK_MODALITY[net.get("modality", "both")]
-
-
 def split_loader(opt: dict, split: str):
     """The loader of the option file's `datasets.<split>`."""
     if split not in opt.get("datasets", {}):
@@ -114,7 +106,7 @@ def evaluate_option_model(entry: dict, split: str, root: str, train_missing: boo
     loader = split_loader(opt, split)
     result = evaluate(model, loader, desc=entry["name"], show_progress=show_progress)
     trainable, total = count_parameters(model.net)
-    row = leaderboard.row_from_predictions(entry["name"], entry.get("modality") or network_modality(opt), result.pred,
+    row = leaderboard.row_from_predictions(entry["name"], entry.get("modality") or contract.modality(model.net), result.pred,
                                            result.gt, result.seconds, trainable, total)
     record = {"name": entry["name"], "status": "evaluated", "opt": opt["opt_path"],
               "checkpoint": opt["path"]["pretrain_network"]}

@@ -57,7 +57,7 @@ def eval_dataset_options(opt: dict) -> dict:
                                                                       if p.startswith("val")]
     if not phases:
         raise OptionError(f"{opt['opt_path']}: no datasets.test or datasets.val* whose preprocessing to reuse")
-    return loaders.dataset_options(opt, opt["datasets"][phases[0]])
+    return loaders.dataset_options(opt, opt["datasets"][phases[0]], phases[0])
 
 
 class Preprocessor:

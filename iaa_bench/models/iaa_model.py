@@ -1,11 +1,11 @@
 """The training model: pyiqa's `DistIQAModel` contract, multimodal and fixed.
 
 `IAAModel` (registered in pyiqa's MODEL_REGISTRY) feeds a batch to any registered
-architecture: image-only archs (pyiqa's NIMA, NIMABaseline, ...) get `net(img, ...)`,
-archs with `uses_text = True` (MMLQ) also get `text_ids` / `text_mask`, and cached
-frozen features (`image_feats`, `text_feats`) when the batch carries them. Archs that
-return a 10-bin distribution (`return_dist`) train with a distribution loss (EMD) and are
-validated on distributions; scalar archs train on the mean score.
+architecture as its declarations say (the contract in `iaa_bench.models.contract`):
+every arch gets `net(img, ...)`, archs that read text also `text_ids` / `text_mask`, and
+cached frozen features (`image_feats`, `text_feats`) when the batch carries them. Archs
+that output a 10-bin distribution train with a distribution loss (EMD) and are validated
+on distributions; scalar archs train on the mean score.
 
 What it fixes in pyiqa's models (kept here, in one place): CPU and gloo DDP (pyiqa
 passes CUDA device ids), `pretrain_network_g`/`strict_load_g` honoured, only trainable
@@ -13,7 +13,6 @@ parameters optimised and checkpointed (frozen encoders are neither), network wei
 included in training states, atomic checkpoint writes, metrics gathered across ranks,
 no host sync per step (losses are logged at `print_freq`), and optional AMP.
 """
-import inspect
 import logging
 import math
 from collections import OrderedDict
@@ -27,7 +26,8 @@ from tqdm import tqdm
 from iaa_bench.config.options import resolve_device
 from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS, compute_metrics
 from iaa_bench.models import checkpoint as ckpt
-from iaa_bench.utils.errors import NonFiniteLossError
+from iaa_bench.models import contract
+from iaa_bench.utils.errors import NonFiniteLossError, OptionError
 from iaa_bench.utils.offline import weights_required
 from iaa_bench.utils.pyiqa_adapter import (
     LOGGER_NAME,
@@ -43,6 +43,7 @@ log = logging.getLogger(LOGGER_NAME)
 TEXT_KEYS = ("text_ids", "text_mask")
 FEATURE_KEYS = ("image_feats", "text_feats")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DISTRIBUTION_LOSSES = ("ScoreDistEMDLoss", "EMDLoss")  # losses between score distributions
 
 
 # pyiqa archs that download whatever their options say, and what to set instead.
@@ -86,8 +87,8 @@ class IAAModel(BaseModel):
         self.key_metric = (opt.get("val") or {}).get("key_metric")
 
         net = build_net(opt["network"])
-        self.uses_text = getattr(net, "uses_text", False)
-        self.returns_dist = "return_dist" in inspect.signature(net.forward).parameters
+        self.uses_text = contract.uses_text(net)
+        self.returns_dist = contract.outputs_dist(net)
         self._load_pretrained(net)
         self.net = self._to_device(net)
         if self.is_train and (opt.get("train") or {}).get("compile"):
@@ -129,6 +130,10 @@ class IAAModel(BaseModel):
         self._loss_count = 0
         if not train_opt.get("mos_loss_opt"):
             raise ValueError("train.mos_loss_opt is required (e.g. {type: ScoreDistEMDLoss, r: 2})")
+        if train_opt["mos_loss_opt"]["type"] in DISTRIBUTION_LOSSES and not self.returns_dist:
+            raise OptionError(f"train.mos_loss_opt.type {train_opt['mos_loss_opt']['type']} compares score "
+                              f"distributions, but network {self.opt['network']['type']} does not declare "
+                              "`outputs_dist = True` (see the README's architecture contract)")
         self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device)
         self.setup_optimizers()
         if train_opt.get("scheduler"):

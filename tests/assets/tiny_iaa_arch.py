@@ -9,6 +9,8 @@ from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 @ARCH_REGISTRY.register()
 class TinyIAANet(nn.Module):
+    outputs_dist = True  # iaa_bench's architecture contract: forward returns [mos, dist] on request
+
     def __init__(self, width: int = 8, num_bins: int = 10, delay: float = 0.0, nan_at_step: int = 0):
         """Fault injection for tests: `delay` seconds of sleep per training forward (so a run
         can be interrupted mid-way); `nan_at_step` > 0 makes that training forward return NaN."""
