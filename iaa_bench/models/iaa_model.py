@@ -61,6 +61,17 @@ def build_net(network_opt: dict) -> torch.nn.Module:
         return build_network(network_opt)
 
 
+def param_groups(named, weight_decay: float, no_decay=(), **group) -> list:
+    """timm's split: no weight decay on biases, norms and other 1-D parameters, nor on `no_decay` names.
+
+    named: (name, parameter) pairs; group: further settings of both groups (e.g. lr). Empty groups are left out.
+    """
+    decay = [p for k, p in named if p.ndim > 1 and not k.endswith(".bias") and k not in no_decay]
+    rest = [p for k, p in named if p.ndim <= 1 or k.endswith(".bias") or k in no_decay]
+    return [{"params": params, "weight_decay": wd, **group}
+            for params, wd in ((decay, weight_decay), (rest, 0.0)) if params]
+
+
 # pyiqa model types whose contract IAAModel keeps (with the fixes above).
 FIXED_PYIQA_MODEL_TYPES = ("DistIQAModel", "GeneralIQAModel")
 
@@ -140,24 +151,33 @@ class IAAModel(BaseModel):
             self.setup_schedulers()
 
     def setup_optimizers(self):
-        """Only trainable parameters; `lr_<name>` keys give modules whose name contains <name> their own lr."""
+        """Only trainable parameters, in timm-style weight-decay groups (`param_groups`).
+
+        `lr_<name>` keys (pyiqa) give parameters whose name contains <name> their own lr; every
+        group decays at `weight_decay` unless `weight_decay_<name>` says otherwise (pyiqa's own
+        default there is 0, which silently switched decay off for archs trained with lr groups).
+        """
         optim_opt = dict(self.opt["train"]["optim"])
         optim_type = optim_opt.pop("type")
-        named = [(k, p) for k, p in ckpt.bare(self.net).named_parameters() if p.requires_grad]
+        net = ckpt.bare(self.net)
+        no_decay = contract.no_weight_decay(net)
+        weight_decay = optim_opt.pop("weight_decay", 0.0)
+        named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
         groups = []
         for key in [k for k in optim_opt if k.startswith("lr_")]:
             module_key = key[3:]
-            params = [p for k, p in named if module_key in k]
+            members = [(k, p) for k, p in named if module_key in k]
             named = [(k, p) for k, p in named if module_key not in k]
-            groups.append({"params": params, "lr": optim_opt.pop(key),
-                           "weight_decay": optim_opt.pop(f"weight_decay_{module_key}", 0.0)})
-        groups.append({"params": [p for _, p in named]})
-        groups = [g for g in groups if g["params"]]
+            groups += param_groups(members, optim_opt.pop(f"weight_decay_{module_key}", weight_decay), no_decay,
+                                   lr=optim_opt.pop(key))
+        groups += param_groups(named, weight_decay, no_decay)
         self.optimizer = getattr(torch.optim, optim_type)(groups, **optim_opt)
         self.optimizers.append(self.optimizer)
         n_train = sum(p.numel() for g in groups for p in g["params"])
-        n_total = sum(p.numel() for p in ckpt.bare(self.net).parameters())
-        log.info(f"Optimising {n_train:,d} of {n_total:,d} parameters ({optim_type})")
+        n_decay = sum(p.numel() for g in groups if g["weight_decay"] for p in g["params"])
+        n_total = sum(p.numel() for p in net.parameters())
+        log.info(f"Optimising {n_train:,d} of {n_total:,d} parameters ({optim_type}); weight decay on {n_decay:,d} "
+                 f"(none on biases, norms, 1-D parameters and the arch's no_weight_decay())")
 
     # --------------------------------------------------------------- forward
     def feed_data(self, data):
