@@ -54,8 +54,35 @@ def load_network_checkpoint(net: torch.nn.Module, ckpt, strict: bool = True, par
         ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
     params = ckpt.get(param_key, ckpt.get("params", ckpt)) if isinstance(ckpt, dict) else ckpt
     params = {k[7:] if k.startswith("module.") else k: v for k, v in params.items()}
-    load_trainable_state_dict(net, params, ckpt.get("frozen_identity") if isinstance(ckpt, dict) else None,
-                              strict=strict)
+    identity = ckpt.get("frozen_identity") if isinstance(ckpt, dict) else None
+    if identity is None:
+        load_full_state_dict(net, params, strict)
+    else:
+        load_trainable_state_dict(net, params, identity, strict=strict)
+
+
+def load_full_state_dict(net: torch.nn.Module, params: dict, strict: bool) -> None:
+    """A pyiqa-format checkpoint (a full state dict, no `frozen_identity`): every key checked by shape.
+
+    Frozen-encoder weights it holds are loaded; ones it lacks keep the encoder's own source.
+    Nothing says which encoders it was trained on, so that is warned about, not checked.
+    """
+    from iaa_bench.archs.frozen_encoders import frozen_encoders, trainable_state_dict
+
+    own = net.state_dict()
+    problems = [f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}"
+                for k, v in params.items() if k in own and own[k].shape != v.shape]
+    if strict:
+        problems += [f"{k}: missing" for k in trainable_state_dict(net) if k not in params]
+        problems += [f"{k}: not in the network" for k in params if k not in own]
+    if problems:
+        raise CheckpointError("checkpoint does not fit the network: " + "; ".join(problems[:10])
+                              + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
+    frozen = list(frozen_encoders(net))
+    if frozen:
+        log.warning(f"Checkpoint without frozen_identity (pyiqa format): frozen encoders {frozen} checked by shape "
+                    "only; which weights they were trained on is unknown")
+    net.load_state_dict(params, strict=False)
 
 
 def rng_state() -> dict:
