@@ -38,7 +38,7 @@ from iaa_bench.evaluation import leaderboard
 from iaa_bench.evaluation.evaluate import (
     build_eval_model,
     count_parameters,
-    default_checkpoint,
+    eval_checkpoint,
     evaluate,
 )
 from iaa_bench.evaluation.metrics import NUM_BINS, mean_score
@@ -97,11 +97,11 @@ def split_loader(opt: dict, split: str):
 def evaluate_option_model(entry: dict, split: str, root: str, train_missing: bool, show_progress: bool):
     """Score one trained model (training it first if asked): (row, image paths, loader, report entry)."""
     opt = load_options(entry["opt"], is_train=False, root=root, validate=validate_options)
-    checkpoint = entry.get("checkpoint") or default_checkpoint(opt)
+    checkpoint = eval_checkpoint(opt, entry.get("checkpoint"))
     if checkpoint is None and train_missing:
         print(f"[benchmark] {entry['name']}: no checkpoint, training {entry['opt']}", flush=True)
         train_pipeline(["-opt", entry["opt"], "--root", root])
-        checkpoint = default_checkpoint(opt)
+        checkpoint = eval_checkpoint(opt)
     model = build_eval_model(opt, checkpoint)
     loader = split_loader(opt, split)
     result = evaluate(model, loader, desc=entry["name"], show_progress=show_progress)

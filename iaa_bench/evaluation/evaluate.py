@@ -85,13 +85,21 @@ def default_checkpoint(opt) -> str | None:
     return None
 
 
+def eval_checkpoint(opt, checkpoint=None) -> str | None:
+    """The weights to score: `checkpoint`, else `path.pretrain_network` or pyiqa's `pretrain_network_g`,
+    else the run's own best (else latest) network."""
+    paths = opt["path"]
+    return checkpoint or paths.get("pretrain_network") or paths.get("pretrain_network_g") or default_checkpoint(opt)
+
+
 def build_eval_model(opt, checkpoint=None):
-    """An `IAAModel` in evaluation mode with `checkpoint` (default: the run's best) loaded."""
-    checkpoint = checkpoint or opt["path"].get("pretrain_network") or default_checkpoint(opt)
+    """An `IAAModel` in evaluation mode with `eval_checkpoint(opt, checkpoint)` loaded."""
+    checkpoint = eval_checkpoint(opt, checkpoint)
     if not checkpoint:
         raise MissingInputError(f"No checkpoint for `{opt['name']}`: set path.pretrain_network or train it first "
                                 f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
     opt["path"]["pretrain_network"] = checkpoint
+    log.info(f"Scoring `{opt['name']}` with the weights of {checkpoint}")
     return build_iaa_model(opt)
 
 
