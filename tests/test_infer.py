@@ -1,12 +1,21 @@
 """infer.py: a tiny trained MMLQ scores a file and a folder, with and without comments."""
 import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_script, write_options
 
 from iaa_bench.data import demo as make_demo_data
-from iaa_bench.evaluation.infer import infer
+from iaa_bench.evaluation.evaluate import build_eval_model, test_pipeline
+from iaa_bench.evaluation.infer import infer, resolve_run
+from iaa_bench.models import checkpoint as ckpt
+from iaa_bench.utils.errors import CheckpointError
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.cli import run
 
@@ -98,3 +107,106 @@ def test_missing_image_is_a_clean_error(trained, capsys):
     tmp, opt_file, _ = trained
     assert run(infer, ["-opt", str(opt_file), "--root", str(tmp), "--img", str(tmp / "nope.jpg")]) == 2
     assert "image not found" in capsys.readouterr().err
+
+
+def test_pyiqa_create_metric_scores_a_trained_run_in_a_fresh_interpreter(trained):
+    """`import iaa_bench` makes `mmlq` a pyiqa metric; its scores are infer.py's for the same file."""
+    tmp, opt_file, images = trained
+    image = str(sorted(images.glob("*.jpg"))[0])
+    run_dir = tmp / "experiments" / "tiny_mmlq"
+    comment = "stunning light, great composition"
+    script = f"""
+import json, iaa_bench, pyiqa
+from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
+names = [m for m in pyiqa.list_models() if m in ("mmlq", "nima_baseline")]
+m = pyiqa.create_metric("mmlq", pretrained_model_path={str(run_dir / "models" / "net_best.pth")!r}, device="cpu")
+folder = pyiqa.create_metric("mmlq", pretrained_model_path={str(run_dir)!r}, device="cpu")
+refusals = []
+for name, kwargs in (("mmlq", {{}}), ("nima_baseline", {{"pretrained_model_path": {str(run_dir)!r}}})):
+    try:
+        pyiqa.create_metric(name, device="cpu", **kwargs)
+    except (OptionError, WeightsUnavailableError) as err:
+        refusals.append(type(err).__name__)
+print(json.dumps({{"names": names, "range": m.score_range, "plain": m({image!r}).item(),
+                  "text": m({image!r}, comments=[{comment!r}]).item(), "folder": folder({image!r}).item(),
+                  "refusals": refusals}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["names"] == ["mmlq", "nima_baseline"] and got["range"] == "1, 10"
+    assert got["refusals"] == ["WeightsUnavailableError", "OptionError"]
+    plain = infer(["-opt", str(run_dir), "--img", image])[0][1]
+    text = infer(["-opt", str(run_dir), "--img", image, "--comments", comment])[0][1]
+    assert 1 <= got["plain"] <= 10 and got["plain"] == pytest.approx(plain, abs=1e-5)
+    assert got["text"] == pytest.approx(text, abs=1e-5) and got["text"] != pytest.approx(plain, abs=1e-6)
+    assert got["folder"] == pytest.approx(plain, abs=1e-5)
+
+
+def test_pyiqa_command_line_through_iaa_bench(trained):
+    tmp, _, images = trained
+    image = str(sorted(images.glob("*.jpg"))[0])
+    run_dir = tmp / "experiments" / "tiny_mmlq"
+    result = run_script("pyiqa_cmd.py", "mmlq", "-t", image, "--pretrained_model_path", run_dir, cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    score = float(re.search(r"'mean': (?:np\.float\d+\()?([0-9.]+)", result.stdout).group(1))
+    assert score == pytest.approx(infer(["-opt", str(run_dir), "--img", image])[0][1], abs=1e-4)
+    refused = run_script("pyiqa_cmd.py", "mmlq", "-t", image, cwd=tmp)
+    assert refused.returncode == 2 and "pretrained_model_path" in refused.stderr
+
+
+def perturbed_checkpoint(source, target, seed=0):
+    """A copy of an iaa_bench checkpoint whose trainable weights are moved by seeded noise."""
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    gen = torch.Generator().manual_seed(seed)
+    state["params"] = {k: v + 0.5 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+                       for k, v in state["params"].items()}
+    torch.save(state, target)
+    return target
+
+
+def test_pretrain_network_g_is_what_test_py_scores(trained, tmp_path):
+    """pyiqa's key for the weights to test is honoured, not silently replaced by the run's net_best."""
+    tmp, opt_file, _ = trained
+    other = perturbed_checkpoint(tmp / "experiments" / "tiny_mmlq" / "models" / "net_best.pth", tmp_path / "other.pth")
+
+    def predictions(*force):
+        test_pipeline(["-opt", str(opt_file), "--root", str(tmp), *(["--force_yml", *force] if force else [])])
+        with open(tmp / "results" / "tiny_mmlq" / "predictions_test.csv", newline="") as f:
+            return [float(row["pred_mean"]) for row in csv.DictReader(f)]
+
+    own, with_g = predictions(), predictions(f"path:pretrain_network_g={other}")
+    assert with_g == predictions(f"path:pretrain_network={other}") and with_g != own
+
+
+def test_run_folder_is_scored_with_its_own_weights_whatever_its_name(trained, tmp_path):
+    """A run folder renamed (as `--debug`, `name=` overrides or archiving do) is found by its folder."""
+    tmp, _, images = trained
+    image = str(sorted(images.glob("*.jpg"))[0])
+    renamed = tmp / "experiments" / "tiny_mmlq_renamed"
+    shutil.copytree(tmp / "experiments" / "tiny_mmlq", renamed)
+    perturbed_checkpoint(tmp / "experiments" / "tiny_mmlq" / "models" / "net_best.pth",
+                         renamed / "models" / "net_best.pth")
+    original = infer(["-opt", str(tmp / "experiments" / "tiny_mmlq"), "--img", image])[0][1]
+    assert infer(["-opt", str(renamed), "--img", str(images)])[0][1] != pytest.approx(original, abs=1e-6)
+    assert (tmp / "results" / "tiny_mmlq_renamed" / "infer_photos.csv").is_file()
+
+
+def test_pyiqa_format_full_checkpoint_loads_with_a_warning(trained, tmp_path, monkeypatch):
+    """{'params': full state dict} (pyiqa's published checkpoints' shape): frozen encoders checked by shape."""
+    tmp, opt_file, images = trained
+    image = str(sorted(images.glob("*.jpg"))[0])
+    run_dir = tmp / "experiments" / "tiny_mmlq"
+    opt = resolve_run(str(run_dir)).load()
+    model = build_eval_model(opt, str(run_dir / "models" / "net_best.pth"))
+    full = model.net.state_dict()
+    torch.save({"params": full}, tmp_path / "full.pth")
+    warnings = []
+    monkeypatch.setattr(ckpt.log, "warning", warnings.append)
+    scores = infer(["-opt", str(run_dir), "--img", image, "--checkpoint", str(tmp_path / "full.pth")])
+    assert scores[0][1] == pytest.approx(infer(["-opt", str(run_dir), "--img", image])[0][1], abs=1e-6)
+    assert any("frozen_identity" in w and "unknown" in w for w in warnings)
+    key = next(k for k in full if k.startswith("image_encoder.") and full[k].dim() > 1)
+    torch.save({"params": {**full, key: full[key][:1]}}, tmp_path / "wrong.pth")
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        ckpt.load_network_checkpoint(model.net, str(tmp_path / "wrong.pth"))

@@ -3,8 +3,9 @@
     python iaa_bench/infer.py -opt options/mmlq_demo.yml --img photo.jpg [--comments "great light"]
     python iaa_bench/infer.py -opt experiments/mmlq_demo --img folder/ [--comments comments_folder/] [--out scores.csv]
 
-`-opt` is an option file or a run folder `experiments/<name>` (its copied option file);
-the weights are the run's net_best.pth (else net_latest.pth) unless `--checkpoint` is given.
+`-opt` is an option file, a run folder `experiments/<name>` (its resolved option file) or a
+checkpoint inside one; the weights are the run folder's net_best.pth (else net_latest.pth),
+or for an option file `path.pretrain_network(_g)` or the run's best, unless `--checkpoint` is given.
 Images are preprocessed by the option file's test dataset's own transform and comments
 tokenised with its text settings, as in training. `--comments` is, for one image, the
 text itself or a file with one comment per line; for a folder, a folder of
@@ -16,9 +17,11 @@ folder (default: <root>/results/<name>/infer_<folder>.csv) or when `--out` is gi
 import argparse
 import csv
 import glob
+import json
 import os
 import sys
 from os import path as osp
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -40,15 +43,51 @@ def validate_model_options(opt: dict, is_train: bool = False, source: str = "<op
     validate_options(opt, is_train=is_train, source=source, check_data_paths=False)
 
 
-def resolve_option_file(opt_arg: str) -> tuple[str, str]:
-    """(option file, output root or None) for an option file or a run folder `<root>/experiments/<name>`."""
-    if not osp.isdir(opt_arg):
-        return opt_arg, None
-    resolved = osp.join(opt_arg, RESOLVED_OPTIONS)
-    files = [resolved] if osp.isfile(resolved) else sorted(glob.glob(osp.join(opt_arg, "*.yml")))
+class RunSource(NamedTuple):
+    """Where a model comes from: its option file, output root, weights and name (None: the file's own)."""
+
+    option_file: str
+    root: str | None = None
+    checkpoint: str | None = None
+    name: str | None = None
+
+    def load(self, root=None) -> dict:
+        """The run's options for evaluation (named as its folder, which `--debug` and `name=` set)."""
+        overrides = [f"name={json.dumps(self.name)}"] if self.name else None  # quoted: YAML
+        return load_options(self.option_file, is_train=False, overrides=overrides, root=root or self.root,
+                            validate=validate_model_options)
+
+
+def run_checkpoint(run_dir: str) -> str | None:
+    """A run folder's best network, else its latest."""
+    for label in ("net_best.pth", "net_latest.pth"):
+        if osp.isfile(osp.join(run_dir, "models", label)):
+            return osp.join(run_dir, "models", label)
+    return None
+
+
+def resolve_run(source: str) -> RunSource:
+    """An option file, a run folder `<root>/experiments/<name>`, or a checkpoint inside one.
+
+    A run folder is read through its resolved options and scored with its own weights,
+    whatever name the options carry (a run trained with `--debug` or `--force_yml name=...`,
+    or an archived one, is found by its folder).
+    """
+    checkpoint = None
+    if osp.isfile(source) and not source.endswith((".yml", ".yaml")):
+        checkpoint, source = source, osp.dirname(osp.dirname(osp.abspath(source)))
+    if not osp.isdir(source):
+        if checkpoint:
+            raise OptionError(f"{checkpoint}: not inside a run folder (<root>/experiments/<name>/models/); "
+                              "give its option file too")
+        return RunSource(source)
+    resolved = osp.join(source, RESOLVED_OPTIONS)
+    files = [resolved] if osp.isfile(resolved) else sorted(glob.glob(osp.join(source, "*.yml")))
     if len(files) != 1:
-        raise OptionError(f"{opt_arg}: expected one option file (*.yml) in the run folder, found {len(files)}")
-    return files[0], osp.dirname(osp.dirname(osp.abspath(opt_arg)))
+        raise OptionError(f"{source}: expected one option file (*.yml) in the run folder, found {len(files)}")
+    run_dir = osp.abspath(source)
+    return RunSource(files[0], osp.dirname(osp.dirname(run_dir)), checkpoint or run_checkpoint(run_dir),
+                     osp.basename(run_dir))
 
 
 def eval_dataset_options(opt: dict) -> dict:
@@ -80,7 +119,19 @@ class Preprocessor:
 
     def image(self, path: str) -> torch.Tensor:
         with Image.open(path) as img:
-            return self.dataset.trans(img.convert("RGB")) * self.dataset.img_range
+            return self.pil_image(img.convert("RGB"))
+
+    def pil_image(self, img: Image.Image) -> torch.Tensor:
+        return self.dataset.trans(img) * self.dataset.img_range
+
+    def tensor_image(self, x: torch.Tensor) -> torch.Tensor:
+        """An RGB tensor (3, H, W) in [0, 1], as pyiqa passes it, through the same transform as a file.
+
+        Rounded to 8 bits (pyiqa's `imread2tensor` divides 8-bit pixels by 255), so a file
+        scores the same whether given as a path or as pyiqa's tensor of it.
+        """
+        pixels = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        return self.pil_image(Image.fromarray(pixels.permute(1, 2, 0).numpy()))
 
     def text(self, comments: list) -> dict:
         """Token ids and mask of the joined comments, as AVACommentsDataset makes them."""
@@ -140,11 +191,11 @@ def infer(argv=None) -> list:
                                                      "folder's, else path.root, else the working directory).")
     args = parser.parse_args(argv)
 
-    opt_file, root = resolve_option_file(args.opt)
-    opt = load_options(opt_file, is_train=False, root=args.root or root, validate=validate_model_options)
+    source = resolve_run(args.opt)
+    opt = source.load(args.root)
     images = list_images(args.img)
     folder_mode = osp.isdir(args.img)
-    model = build_eval_model(opt, args.checkpoint)
+    model = build_eval_model(opt, args.checkpoint or source.checkpoint)
     if args.comments and not model.uses_text:
         print(f"note: {opt['name']} reads images only; --comments is ignored", file=sys.stderr)
     prep = Preprocessor(eval_dataset_options(opt))

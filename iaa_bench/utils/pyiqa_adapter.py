@@ -9,11 +9,13 @@ from pyiqa.archs.arch_util import dist_to_mos
 from pyiqa.data import build_dataset
 from pyiqa.data.base_iqa_dataset import BaseIQADataset
 from pyiqa.data.transforms import transform_mapping
+from pyiqa.default_model_configs import DEFAULT_CONFIGS
 from pyiqa.losses import build_loss
 from pyiqa.losses.iqa_losses import emd_loss as pyiqa_emd_loss
 from pyiqa.metrics import calculate_metric
 from pyiqa.models import build_model
 from pyiqa.models.base_model import BaseModel
+from pyiqa.pyiqa_cmd import main as pyiqa_cmd_main
 from pyiqa.utils.logger import get_env_info, get_root_logger, init_tb_logger
 from pyiqa.utils.registry import (
     ARCH_REGISTRY,
@@ -30,8 +32,8 @@ __all__ = [
     "ARCH_REGISTRY", "DATASET_REGISTRY", "LOSS_REGISTRY", "METRIC_REGISTRY", "MODEL_REGISTRY",
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
-    "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
-    "is_registered", "registered_names",
+    "pyiqa_cmd_main", "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
+    "is_registered", "registered_names", "register_metric_config",
 ]
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
@@ -69,3 +71,13 @@ def is_registered(kind: str, name: str) -> bool:
 def registered_names(kind: str) -> list[str]:
     """Names registered so far (pyiqa's lazily imported ones appear once imported)."""
     return sorted(_LAZY_MODULES[kind][0].keys())
+
+
+def register_metric_config(name: str, metric_opts: dict, score_range: str, metric_mode: str = "NR") -> None:
+    """Make `name` known to `pyiqa.create_metric` and `pyiqa.list_models`.
+
+    pyiqa 0.1.16 has no metric registry: both read the plain dict `DEFAULT_CONFIGS`, and
+    `create_metric` builds `metric_opts` (plus the caller's keyword arguments) with
+    `build_network`. An entry added here is the whole registration.
+    """
+    DEFAULT_CONFIGS[name] = {"metric_opts": dict(metric_opts), "metric_mode": metric_mode, "score_range": score_range}

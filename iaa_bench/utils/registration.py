@@ -1,14 +1,16 @@
 """Registers every iaa_bench component in pyiqa's registries (idempotent).
 
 Called on `import iaa_bench` and by pyiqa's entry-point groups (`pyiqa.archs`, ...),
-which pyiqa loads the first time a name is looked up. Architectures are discovered as
+which pyiqa loads the first time a name is looked up. Besides the registries, it adds
+iaa_bench's metric names to pyiqa's `DEFAULT_CONFIGS` table (see evaluation/pyiqa_metric.py). Architectures are discovered as
 `*_arch.py` files in `archs/`, datasets as `*_dataset.py` files in `datasets/`, the
 convention pyiqa itself follows.
 """
 import importlib
 import pkgutil
 
-_CORE_MODULES = ("iaa_bench.models.iaa_model", "iaa_bench.models.losses", "iaa_bench.evaluation.metrics")
+_CORE_MODULES = ("iaa_bench.models.iaa_model", "iaa_bench.models.losses", "iaa_bench.evaluation.metrics",
+                 "iaa_bench.evaluation.pyiqa_metric")
 _done = False
 
 
@@ -28,6 +30,9 @@ def register_all():
                *_component_modules("iaa_bench.datasets", "_dataset")]
     for name in modules:
         importlib.import_module(name)
+    from iaa_bench.evaluation.pyiqa_metric import register_metrics
+
+    register_metrics()  # trained runs as pyiqa metrics: pyiqa.create_metric('mmlq', pretrained_model_path=...)
 
 
 def load_plugins(entries, option_file: str = "") -> None:
