@@ -2,8 +2,8 @@
 
 Importing this package registers every component (architectures, datasets, models,
 losses, metrics) in pyiqa's registries, and the metric names `mmlq` / `nima_baseline` in
-pyiqa's `create_metric` table (trained runs as pyiqa metrics). The same registration runs through pyiqa's
-entry-point groups after `pip install`, so `pyiqa.archs.build_network({'type': 'MMLQ'})`
+pyiqa's `create_metric` table (trained runs as pyiqa metrics). The same registration runs
+through pyiqa's entry-point groups after `pip install`, so `pyiqa.archs.build_network({'type': 'MMLQ'})`
 works without importing iaa_bench first. Importing changes nothing else in the process
 (environment, PIL and logging settings are the command-line entry points' business).
 """
