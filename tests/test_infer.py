@@ -12,7 +12,7 @@ import torch
 from conftest import run_script, write_options
 
 from iaa_bench.data import demo as make_demo_data
-from iaa_bench.evaluation.evaluate import build_eval_model, test_pipeline
+from iaa_bench.evaluation import evaluate
 from iaa_bench.evaluation.infer import infer, resolve_run
 from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.utils.errors import CheckpointError
@@ -171,7 +171,7 @@ def test_pretrain_network_g_is_what_test_py_scores(trained, tmp_path):
     other = perturbed_checkpoint(tmp / "experiments" / "tiny_mmlq" / "models" / "net_best.pth", tmp_path / "other.pth")
 
     def predictions(*force):
-        test_pipeline(["-opt", str(opt_file), "--root", str(tmp), *(["--force_yml", *force] if force else [])])
+        evaluate.test_pipeline(["-opt", str(opt_file), "--root", str(tmp), *(["--force_yml", *force] if force else [])])
         with open(tmp / "results" / "tiny_mmlq" / "predictions_test.csv", newline="") as f:
             return [float(row["pred_mean"]) for row in csv.DictReader(f)]
 
@@ -198,7 +198,7 @@ def test_pyiqa_format_full_checkpoint_loads_with_a_warning(trained, tmp_path, mo
     image = str(sorted(images.glob("*.jpg"))[0])
     run_dir = tmp / "experiments" / "tiny_mmlq"
     opt = resolve_run(str(run_dir)).load()
-    model = build_eval_model(opt, str(run_dir / "models" / "net_best.pth"))
+    model = evaluate.build_eval_model(opt, str(run_dir / "models" / "net_best.pth"))
     full = model.net.state_dict()
     torch.save({"params": full}, tmp_path / "full.pth")
     warnings = []
