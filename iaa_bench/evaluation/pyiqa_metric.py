@@ -60,6 +60,7 @@ class IAABenchMetric(nn.Module):
         from iaa_bench.evaluation.evaluate import eval_checkpoint
         from iaa_bench.evaluation.infer import Preprocessor, RunSource, eval_dataset_options, resolve_run
         from iaa_bench.models import checkpoint as ckpt
+        from iaa_bench.models import contract
         from iaa_bench.models.iaa_model import build_net
 
         name = next((k for k, v in METRICS.items() if v == network_type), network_type)
@@ -86,7 +87,7 @@ class IAABenchMetric(nn.Module):
             ckpt.set_rng_state(rng)
         ckpt.load_network_checkpoint(self.net, checkpoint)
         self.net.eval()
-        self.uses_text = getattr(self.net, "uses_text", False)
+        self.uses_text = contract.uses_text(self.net)
         self.prep = Preprocessor(eval_dataset_options(opt))
         self.checkpoint = checkpoint
         log.info(f"pyiqa metric '{name}': {opt['name']} with the weights of {checkpoint}")
