@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iaa_bench.utils.errors import FrozenEncoderMismatchError
+from iaa_bench.utils.errors import FrozenEncoderMismatchError, OptionError
 from iaa_bench.utils.offline import weights_required
 from iaa_bench.utils.pretrained import (
     OFFLINE_IMAGE_ENCODER,
@@ -112,21 +112,49 @@ class FrozenImageEncoder(FrozenEncoder):
 
     ViTs give their `forward_features` tokens (prefix tokens such as CLS, then patches);
     CNNs give the last feature map flattened to H*W tokens. Inputs are resized straight to
-    `img_size` (no crop, as in the paper) and normalised with the model's mean/std.
+    `img_size` (no crop) and normalised with the model's mean/std unless `mean` / `std` are given.
+
+    feature_layer: take the tokens after block (ViT) or stage (CNN) k instead of the last one;
+        negative counts from the end. The model is truncated there (timm's
+        `prune_intermediate_layers`), so the dropped blocks are neither built into the
+        identity nor run: -2 on a 24-block CLIP ViT-L/14 gives the 23-block tower of LAVIS's
+        `create_clip_vit_L` (`lavis/models/clip_vit.py`).
+    final_norm: False drops the model's final norm (LAVIS's CLIP tower has none: `ln_final`
+        is commented out there). Only for models with a `norm` layer (ViTs).
+    mean, std: per-channel normalisation overriding the timm config, e.g. ImageNet
+        statistics for a CLIP tower.
     """
 
     def __init__(self, name: str = OFFLINE_IMAGE_TIMM_NAME, weights=OFFLINE_IMAGE_ENCODER, img_size: int = 224,
+                 feature_layer: int = None, final_norm: bool = True, mean: list = None, std: list = None,
                  dtype=None):
         super().__init__(dtype)
         self.name, self.weights, self.img_size = name, _weights_label(weights), img_size
+        self.feature_layer, self.final_norm = feature_layer, final_norm
         self.model = create_timm_model(name, weights, "network.image_encoder.weights")
         if hasattr(self.model, "set_input_size") and self.model.pretrained_cfg["input_size"][-1] != img_size:
             self.model.set_input_size(img_size=img_size)  # ViT: position embeddings resampled
+        self._truncate()
         cfg = self.model.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        for key, value in (("mean", mean), ("std", std)):
+            value = cfg[key] if value is None else value
+            if len(value) != 3:
+                raise OptionError(f"`network.image_encoder.{key}` needs 3 values (RGB), got {value!r}")
+            self.register_buffer(key, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._num_tokens = None
         self._freeze()
+
+    def _truncate(self):
+        """Apply feature_layer / final_norm by pruning the timm model (nothing after the taken layer is kept)."""
+        if self.feature_layer is None and self.final_norm:
+            return
+        if not hasattr(self.model, "prune_intermediate_layers"):
+            raise OptionError(f"`network.image_encoder.feature_layer` / `final_norm`: timm model '{self.name}' "
+                              "cannot be truncated (no prune_intermediate_layers)")
+        if not self.final_norm and isinstance(getattr(self.model, "norm", nn.Identity()), nn.Identity):
+            raise OptionError(f"`network.image_encoder.final_norm: false`: timm model '{self.name}' has no final norm")
+        layer = -1 if self.feature_layer is None else self.feature_layer
+        self.model.prune_intermediate_layers([layer], prune_norm=not self.final_norm, prune_head=True)
 
     @property
     def out_dim(self) -> int:
@@ -155,8 +183,14 @@ class FrozenImageEncoder(FrozenEncoder):
             return x.float()
 
     def identity(self) -> dict:
-        return {"encoder": "image", "name": self.name, "weights": self.weights, "out_dim": self.out_dim,
-                "img_size": self.img_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        identity = {"encoder": "image", "name": self.name, "weights": self.weights, "out_dim": self.out_dim,
+                    "img_size": self.img_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        # Truncation is recorded only when set, so identities stored without these keys still match.
+        if self.feature_layer is not None:
+            identity["feature_layer"] = self.feature_layer
+        if not self.final_norm:
+            identity["final_norm"] = False
+        return identity
 
 
 class FrozenTextEncoder(FrozenEncoder):

@@ -1,4 +1,4 @@
-r"""MMLQ: Multi-modal Image Aesthetic Assessment with Learnable Queries.
+r"""MMLQ: Multi-modal Learnable Queries for Image Aesthetics Assessment.
 
 Reference:
     Xiong, Zhang, Shen, Ren, Yu. "Multi-modal Learnable Queries for Image Aesthetics
@@ -13,25 +13,30 @@ import torch.nn.functional as F
 from iaa_bench.archs.frozen_encoders import FrozenImageEncoder, FrozenTextEncoder
 from torch import nn
 
+from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 _BRANCHES = {"both": ("visual", "textual"), "image": ("visual",), "text": ("textual",)}
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head self- or cross-attention (scaled_dot_product_attention) with a key padding mask."""
+    """Multi-head self- or cross-attention (scaled_dot_product_attention) with a key padding mask.
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
+    context_dim: width of the keys/values' input when it differs from `dim` (a Q-Former's
+    cross-attention reads encoder-width features directly).
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, context_dim: int = None):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise OptionError(f"network.dim {dim} is not divisible by network.num_heads {num_heads}")
         self.num_heads, self.dropout = num_heads, dropout
         self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.kv = nn.Linear(context_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor = None, key_mask: torch.Tensor = None) -> torch.Tensor:
-        """x (B, Lq, D) attends to context (B, Lk, D), itself when None; key_mask (B, Lk) bool, True = attend."""
+        """x (B, Lq, D) attends to context (B, Lk, C), itself when None; key_mask (B, Lk) bool, True = attend."""
         context = x if context is None else context
         B, Lq, D = x.shape
         q = self.q(x).view(B, Lq, self.num_heads, -1).transpose(1, 2)
@@ -71,20 +76,23 @@ class MultimodalInteractionBlock(nn.Module):
     for the concatenated visual and textual queries (for self-attention this is where the
     two modalities interact), 'separate' gives each modality its own layer. Cross-attention
     is always per modality: visual queries see image tokens, textual queries text tokens.
+    context_dims: branch -> width of that branch's keys/values, or None for a block without
+    cross-attention (as the odd blocks of BLIP-2's Q-Former with `cross_attention_freq: 2`).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, branches, self_attn: str,
-                 ffn: str):
+                 ffn: str, context_dims: dict = None):
         super().__init__()
 
-        def attention():
-            return PostNormResidual(MultiHeadAttention(dim, num_heads, dropout), dim, dropout)
+        def attention(context_dim=None):
+            return PostNormResidual(MultiHeadAttention(dim, num_heads, dropout, context_dim), dim, dropout)
 
         def feed_forward():
             return PostNormResidual(FeedForward(dim, mlp_ratio, dropout), dim, dropout)
 
         self.self_attn = attention() if self_attn == "joint" else nn.ModuleDict({b: attention() for b in branches})
-        self.cross_attn = nn.ModuleDict({b: attention() for b in branches})
+        self.cross_attn = None if context_dims is None else nn.ModuleDict(
+            {b: attention(context_dims[b]) for b in branches})
         self.ffn = feed_forward() if ffn == "shared" else nn.ModuleDict({b: feed_forward() for b in branches})
 
     @staticmethod
@@ -96,37 +104,62 @@ class MultimodalInteractionBlock(nn.Module):
         return dict(zip(queries, out.split([q.shape[1] for q in queries.values()], dim=1)))
 
     def forward(self, queries: dict, contexts: dict) -> dict:
-        """queries: branch -> (B, Nq, D); contexts: branch -> (features (B, Lk, D), key mask (B, Lk) or None)."""
+        """queries: branch -> (B, Nq, D); contexts: branch -> (features (B, Lk, C), key mask (B, Lk) or None)."""
         queries = self._per_branch(self.self_attn, queries)
-        queries = {b: self.cross_attn[b](q, *contexts[b]) for b, q in queries.items()}
+        if self.cross_attn is not None:
+            queries = {b: self.cross_attn[b](q, *contexts[b]) for b, q in queries.items()}
         return self._per_branch(self.ffn, queries)
 
 
 class DistributionHead(nn.Module):
-    """Pooled query features -> linear layers -> Softmax -> score distribution over `num_bins`."""
+    """Pooled query features -> linear layer(s) -> Softmax -> score distribution over `num_bins`.
+
+    hidden: width of the hidden layer (Linear -> GELU -> Dropout -> Linear), or None for a
+    single Linear.
+    """
 
     def __init__(self, in_dim: int, hidden: int, num_bins: int, dropout: float):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_bins))
+        if hidden is None:
+            self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_bins))
+        else:
+            self.layers = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                        nn.Linear(hidden, num_bins))
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.mlp(feat).softmax(dim=-1)
+        return self.layers(feat).softmax(dim=-1)
+
+
+def cross_attention_layout(depth: int, freq: int, blocks) -> list:
+    """Per block, whether it has cross-attention: the listed `blocks`, else every i with i % freq == 0."""
+    if blocks is not None:
+        if freq != 1:
+            raise OptionError("give network.cross_attention_freq or network.cross_attention_blocks, not both")
+        wrong = [i for i in blocks if not 0 <= i < depth]
+        if wrong:
+            raise OptionError(f"network.cross_attention_blocks {wrong} out of range for depth {depth}")
+        return [i in blocks for i in range(depth)]
+    if freq < 1:
+        raise OptionError(f"network.cross_attention_freq must be >= 1, got {freq}")
+    return [i % freq == 0 for i in range(depth)]
 
 
 @ARCH_REGISTRY.register()
 class MMLQ(nn.Module):
     """Multi-modal learnable queries over frozen image and text encoders -> aesthetic score distribution.
 
-    Post-LN (residual, then LayerNorm) as in the Q-Former-like code released by the authors:
-    their hyper-parameters then transfer, and at 6 blocks post-LN's depth instability does
-    not arise.
+    Post-LN (residual, then LayerNorm), as BERT and BLIP-2's Q-Former; the paper does not say
+    (assumed). At 6 blocks post-LN's depth instability does not arise.
 
-    Missing comments: a learned null text token is always appended to the text keys (never
-    masked), so textual queries always have something to attend to. A sample whose text has
-    at most `empty_text_tokens` attended tokens (BERT's bare [CLS] [SEP]), an all-zero mask,
-    or `text_ids=None` for the whole batch counts as having no comment: its text keys are
-    masked and its textual queries see only the null token. `comment_dropout` (training only)
-    drops a sample's whole text the same way, so the model learns that case.
+    Missing comments (`null_text: true`): a learned null text token is always appended to the
+    text keys (never masked), so textual queries always have something to attend to. A sample
+    whose text has at most `empty_text_tokens` attended tokens (BERT's bare [CLS] [SEP]), an
+    all-zero mask, or `text_ids=None` for the whole batch counts as having no comment: its
+    text keys are masked and its textual queries see only the null token. `comment_dropout`
+    (training only) drops a sample's whole text the same way, so the model learns that case.
+    With `null_text: false` there is no null token and no missing-comment rule (as a Q-Former):
+    textual queries attend to every token the mask marks, so an empty comment string attends
+    to its [CLS] [SEP]; a sample with no attended token at all, or no text, raises OptionError.
 
     modality: 'both'; 'image' (no text encoder is built or run, no textual queries, and the
     instance's `uses_text` is False); 'text' (no image encoder is built or run).
@@ -137,9 +170,17 @@ class MMLQ(nn.Module):
         dim, num_heads, depth, mlp_ratio, dropout: the query transformer.
         self_attn: 'joint' (one attention over all queries: cross-modal interaction) or 'separate'.
         ffn: 'shared' or 'separate' (per modality).
-        comment_dropout: training-only probability of dropping a sample's whole text.
-        empty_text_tokens: a text with at most this many attended tokens counts as missing.
-        head_hidden: hidden width of the head (default: dim).
+        cross_attention_freq: cross-attention in blocks i with i % freq == 0 (BLIP-2 Q-Former
+            semantics; 1 = every block, as the paper describes an MMIB).
+        cross_attention_blocks: explicit block indices with cross-attention (instead of freq).
+        context_proj: 'linear_ln' (encoder features -> Linear -> LayerNorm to `dim` once, shared
+            by all blocks) or 'none' (each cross-attention reads encoder-width features
+            directly, kdim = vdim = encoder width, as a Q-Former).
+        null_text: the learned "no comment" key described above.
+        head: 'mlp' (Linear -> GELU -> Linear, width `head_hidden`) or 'linear' (one Linear).
+        comment_dropout: training-only probability of dropping a sample's whole text (needs null_text).
+        empty_text_tokens: a text with at most this many attended tokens counts as missing (null_text only).
+        head_hidden: hidden width of the mlp head (default: dim).
         num_bins: score bins (10 for AVA).
     """
 
@@ -149,12 +190,18 @@ class MMLQ(nn.Module):
     def __init__(self, image_encoder: dict = None, text_encoder: dict = None, num_visual_queries: int = 32,
                  num_text_queries: int = 32, dim: int = 768, num_heads: int = 12, depth: int = 6,
                  mlp_ratio: float = 4.0, dropout: float = 0.1, self_attn: str = "joint", ffn: str = "shared",
-                 modality: str = "both", comment_dropout: float = 0.0, empty_text_tokens: int = 2,
-                 head_hidden: int = None, num_bins: int = 10):
+                 cross_attention_freq: int = 1, cross_attention_blocks: list = None, context_proj: str = "linear_ln",
+                 null_text: bool = True, head: str = "mlp", modality: str = "both", comment_dropout: float = 0.0,
+                 empty_text_tokens: int = 2, head_hidden: int = None, num_bins: int = 10):
         super().__init__()
-        if modality not in _BRANCHES or self_attn not in ("joint", "separate") or ffn not in ("shared", "separate"):
-            raise ValueError(f"modality must be one of {list(_BRANCHES)}, self_attn 'joint'|'separate', "
-                             f"ffn 'shared'|'separate'; got {modality!r}, {self_attn!r}, {ffn!r}")
+        choices = {"modality": (modality, _BRANCHES), "self_attn": (self_attn, ("joint", "separate")),
+                   "ffn": (ffn, ("shared", "separate")), "context_proj": (context_proj, ("linear_ln", "none")),
+                   "head": (head, ("mlp", "linear"))}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise OptionError(f"network.{key} must be one of {list(allowed)}, got {value!r}")
+        if comment_dropout > 0 and not null_text:
+            raise OptionError("network.comment_dropout needs network.null_text: true (a dropped text leaves no keys)")
         self.branches = _BRANCHES[modality]
         self.uses_image, self.uses_text = "visual" in self.branches, "textual" in self.branches
         self.comment_dropout, self.empty_text_tokens = comment_dropout, empty_text_tokens
@@ -164,15 +211,25 @@ class MMLQ(nn.Module):
         self.text_encoder = FrozenTextEncoder(**(text_encoder or {})) if self.uses_text else None
 
         encoders = {"visual": self.image_encoder, "textual": self.text_encoder}
+        encoder_dims = {b: encoders[b].out_dim for b in self.branches}
+        if context_proj == "linear_ln":
+            self.context_proj = nn.ModuleDict({
+                b: nn.Sequential(nn.Linear(encoder_dims[b], dim), nn.LayerNorm(dim)) for b in self.branches})
+            context_dims = {b: dim for b in self.branches}
+        else:
+            self.context_proj = None
+            context_dims = {b: encoder_dims[b] for b in self.branches}
         num_queries = {"visual": num_visual_queries, "textual": num_text_queries}
-        self.context_proj = nn.ModuleDict({
-            b: nn.Sequential(nn.Linear(encoders[b].out_dim, dim), nn.LayerNorm(dim)) for b in self.branches})
         self.queries = nn.ParameterDict({b: nn.Parameter(torch.zeros(1, num_queries[b], dim)) for b in self.branches})
-        self.null_text = nn.Parameter(torch.zeros(1, 1, dim)) if self.uses_text else None
+        self.null_text = (nn.Parameter(torch.zeros(1, 1, context_dims["textual"]))
+                          if self.uses_text and null_text else None)
+        layout = cross_attention_layout(depth, cross_attention_freq, cross_attention_blocks)
         self.blocks = nn.ModuleList([
-            MultimodalInteractionBlock(dim, num_heads, mlp_ratio, dropout, self.branches, self_attn, ffn)
-            for _ in range(depth)])
-        self.head = DistributionHead(dim * len(self.branches), head_hidden or dim, num_bins, dropout)
+            MultimodalInteractionBlock(dim, num_heads, mlp_ratio, dropout, self.branches, self_attn, ffn,
+                                       context_dims if has_cross else None)
+            for has_cross in layout])
+        self.head = DistributionHead(dim * len(self.branches), (head_hidden or dim) if head == "mlp" else None,
+                                     num_bins, dropout)
         self._init_weights()
 
     def _init_weights(self):
@@ -183,7 +240,7 @@ class MMLQ(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        for p in [*self.queries.values(), *([self.null_text] if self.uses_text else [])]:
+        for p in [*self.queries.values(), *([self.null_text] if self.null_text is not None else [])]:
             nn.init.trunc_normal_(p, std=0.02)
 
     @classmethod
@@ -209,41 +266,59 @@ class MMLQ(nn.Module):
         """Frozen text features (B, L, C) of token ids and attention mask."""
         return self.text_encoder(text_ids, text_mask)
 
+    def _project(self, branch: str, feats: torch.Tensor) -> torch.Tensor:
+        return feats if self.context_proj is None else self.context_proj[branch](feats)
+
     def _text_context(self, text_ids, text_mask, text_feats, batch_size: int):
-        """Projected text tokens + the null token, and the key mask (missing/dropped texts masked)."""
-        null = self.null_text.expand(batch_size, -1, -1)
+        """Text keys (+ the null token) and their key mask (missing/dropped texts masked)."""
         if text_feats is None and text_ids is None:
-            return null, None
+            if self.null_text is None:
+                raise OptionError("no text given to an MMLQ with network.null_text: false (it needs comments)")
+            return self.null_text.expand(batch_size, -1, -1), None
         if text_feats is None:
             text_feats = self.encode_text(text_ids, text_mask)
         if text_mask is None:
             text_mask = torch.ones(text_feats.shape[:2], dtype=torch.bool, device=text_feats.device)
         text_mask = text_mask.bool()
+        keys = self._project("textual", text_feats)
+        if self.null_text is None:
+            if not text_mask.any(dim=1).all():
+                raise OptionError("a sample has no text token and network.null_text is false: attention over no "
+                                  "keys is undefined (set null_text: true to score images without comments)")
+            return keys, text_mask
         has_text = text_mask.sum(dim=1) > self.empty_text_tokens
         if self.training and self.comment_dropout > 0:
             has_text &= torch.rand(batch_size, device=has_text.device) >= self.comment_dropout
-        keys = torch.cat([self.context_proj["textual"](text_feats), null], dim=1)
+        keys = torch.cat([keys, self.null_text.expand(batch_size, -1, -1)], dim=1)
         key_mask = F.pad(text_mask & has_text[:, None], (0, 1), value=True)
         return keys, key_mask
 
     def forward_features(self, img=None, text_ids=None, text_mask=None, *, image_feats=None,
                          text_feats=None) -> torch.Tensor:
-        """Mean visual queries ‖ mean textual queries (B, dim * branches) after the MMIBs."""
+        """Query tokens after the MMIBs: (B, num_visual_queries + num_text_queries, dim), visual first.
+
+        Image-only / text-only networks return only their branch's queries.
+        """
         contexts = {}
         if "visual" in self.branches:
             image_feats = self.encode_image(img) if image_feats is None else image_feats
-            contexts["visual"] = (self.context_proj["visual"](image_feats), None)
+            contexts["visual"] = (self._project("visual", image_feats), None)
         batch_size = next(x.shape[0] for x in (image_feats, text_feats, text_ids, img) if x is not None)
         if self.uses_text:
             contexts["textual"] = self._text_context(text_ids, text_mask, text_feats, batch_size)
         queries = {b: self.queries[b].expand(batch_size, -1, -1) for b in self.branches}
         for block in self.blocks:
             queries = block(queries, contexts)
-        return torch.cat([queries[b].mean(dim=1) for b in self.branches], dim=-1)
+        return torch.cat(list(queries.values()), dim=1)
 
-    def forward_head(self, feat: torch.Tensor) -> torch.Tensor:
-        """Pooled features -> score distribution (B, num_bins)."""
-        return self.head(feat)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Query tokens -> mean per modality, concatenated (B, dim * branches) -> distribution (B, num_bins).
+
+        pre_logits: return the pooled vector instead of the distribution.
+        """
+        sizes = [self.queries[b].shape[1] for b in self.branches]
+        pooled = torch.cat([q.mean(dim=1) for q in x.split(sizes, dim=1)], dim=-1)
+        return pooled if pre_logits else self.head(pooled)
 
     def forward(self, img=None, text_ids=None, text_mask=None, return_mos=True, return_dist=False, *,
                 image_feats=None, text_feats=None):

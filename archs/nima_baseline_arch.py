@@ -64,8 +64,20 @@ class NIMABaseline(nn.Module):
             x = TF.center_crop(TF.resize(x, self.input_size), self.input_size)
         return (x - self.default_mean) / self.default_std
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W) in [0, 1] -> the backbone's last feature map (B, C, h, w)."""
+        return self.base_model(self.preprocess(x))[-1]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map -> global average pool (B, C) -> classifier distribution (B, num_classes).
+
+        pre_logits: return the pooled vector instead.
+        """
+        x = self.global_pool(x)
+        return x.flatten(1) if pre_logits else self.classifier(x)
+
     def forward(self, x: torch.Tensor, return_mos: bool = True, return_dist: bool = False):
         """x (B, 3, H, W) in [0, 1] -> mos (B, 1), dist (B, num_classes), or [mos, dist]."""
-        dist = self.classifier(self.global_pool(self.base_model(self.preprocess(x))[-1]))
+        dist = self.forward_head(self.forward_features(x))
         outputs = ([dist_to_mos(dist)] if return_mos else []) + ([dist] if return_dist else [])
         return outputs if len(outputs) > 1 else outputs[0]

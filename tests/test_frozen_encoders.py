@@ -7,7 +7,7 @@ import torch
 from iaa_bench.archs.frozen_encoders import FrozenImageEncoder, FrozenTextEncoder
 
 import iaa_bench  # noqa: F401  (maps archs/ to iaa_bench.archs)
-from iaa_bench.utils.errors import WeightsUnavailableError
+from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
 from iaa_bench.utils.pretrained import load_tokenizer
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100)
@@ -87,3 +87,25 @@ def test_frozen_means_no_grad_eval_mode_and_low_precision():
     half.model.load_state_dict(vit.model.state_dict())
     out = half(img)
     assert out.dtype == torch.float32 and torch.allclose(out, tokens, atol=0.1)
+
+
+def test_feature_layer_final_norm_and_statistics_change_what_they_say():
+    torch.manual_seed(0)
+    full = FrozenImageEncoder("vit_tiny_patch16_224", weights=None, img_size=64)
+    imagenet = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    cut = FrozenImageEncoder("vit_tiny_patch16_224", weights=None, img_size=64, feature_layer=-2, final_norm=False,
+                             **imagenet)
+    assert len(cut.model.blocks) == len(full.model.blocks) - 1 and isinstance(cut.model.norm, torch.nn.Identity)
+    cut.model.load_state_dict({k: v for k, v in full.model.state_dict().items() if k in cut.model.state_dict()})
+    img = torch.rand(2, 3, 64, 64)
+    m = full.model  # by hand: ImageNet normalisation, blocks 0..10 of 12, no final norm
+    x = m.norm_pre(m._pos_embed(m.patch_embed((img - torch.tensor(imagenet["mean"]).view(1, 3, 1, 1))
+                                              / torch.tensor(imagenet["std"]).view(1, 3, 1, 1))))
+    for block in m.blocks[:-1]:
+        x = block(x)
+    assert torch.allclose(cut(img), x, atol=1e-5) and not torch.allclose(full(img), x, atol=1e-3)
+    assert cut.identity()["feature_layer"] == -2 and cut.identity()["final_norm"] is False
+    assert cut.identity()["mean"] == pytest.approx(imagenet["mean"]) and full.identity()["mean"] == [0.5, 0.5, 0.5]
+    assert "feature_layer" not in full.identity() and "final_norm" not in full.identity()
+    with pytest.raises(OptionError, match="final_norm"):
+        FrozenImageEncoder("resnet10t", weights=None, img_size=64, final_norm=False)

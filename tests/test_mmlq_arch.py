@@ -10,6 +10,7 @@ from iaa_bench.archs.frozen_encoders import (
 from iaa_bench.archs.mmlq_arch import MMLQ
 
 import iaa_bench  # noqa: F401  (registers MMLQ)
+from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import build_network
 
 TINY_IMAGE = dict(name="resnet10t", weights=None, img_size=64)
@@ -42,8 +43,10 @@ def test_registered_and_outputs_follow_pyiqa_convention():
     assert mos.shape == (3, 1) and ((mos >= 1) & (mos <= 10)).all()
     assert net(img, ids, mask).shape == (3, 1)
     assert net(img, ids, mask, return_mos=False, return_dist=True).shape == (3, 10)
-    feat = net.forward_features(img, ids, mask)
-    assert feat.shape == (3, 64) and torch.allclose(net.forward_head(feat), dist)
+    tokens = net.forward_features(img, ids, mask)  # visual then textual queries after the MMIBs
+    assert tokens.shape == (3, 4 + 3, 32) and torch.allclose(net.forward_head(tokens), dist)
+    pooled = net.forward_head(tokens, pre_logits=True)
+    assert torch.allclose(pooled, torch.cat([tokens[:, :4].mean(1), tokens[:, 4:].mean(1)], dim=1))
 
 
 def test_gradients_reach_queries_and_head_never_encoders():
@@ -56,7 +59,7 @@ def test_gradients_reach_queries_and_head_never_encoders():
         else:
             assert p.requires_grad, name
     assert all(q.grad is not None and q.grad.abs().sum() > 0 for q in net.queries.values())
-    assert net.head.mlp[0].weight.grad.abs().sum() > 0 and net.null_text.grad is not None
+    assert net.head.layers[0].weight.grad.abs().sum() > 0 and net.null_text.grad is not None
     trainable = {id(p) for p in net.parameters() if p.requires_grad}
     assert not trainable & {id(p) for p in [*net.image_encoder.parameters(), *net.text_encoder.parameters()]}
 
@@ -109,7 +112,7 @@ def test_image_only_and_text_only_build_and_run_one_encoder():
     assert set(image_only.queries) == {"visual"}
     img, ids, mask = batch()
     assert image_only(img).shape == (3, 1)
-    assert image_only.forward_features(img).shape == (3, 32)
+    assert image_only.forward_features(img).shape == (3, 4, 32)
 
     text_only = tiny_mmlq(modality="text").eval()
     assert text_only.image_encoder is None and text_only.uses_text
@@ -180,3 +183,60 @@ def test_paper_size_builds_and_counts_trainable_parameters():
         out = net(image_feats=torch.randn(1, 257, 1024), text_feats=torch.randn(1, 64, 768),
                   text_mask=torch.ones(1, 64), return_dist=True)
     assert out[1].shape == (1, 10)
+
+
+def trainable_names(net) -> set:
+    return {n for n, p in net.named_parameters() if p.requires_grad}
+
+
+def test_cross_attention_freq_removes_exactly_the_odd_blocks_cross_attention():
+    every, freq2 = tiny_mmlq(depth=4), tiny_mmlq(depth=4, cross_attention_freq=2)
+    removed = trainable_names(every) - trainable_names(freq2)
+    assert removed == {n for n in trainable_names(every) if n.startswith(("blocks.1.cross_attn.", "blocks.3.cross_attn."))}
+    assert removed and not trainable_names(freq2) - trainable_names(every)
+    assert trainable_names(tiny_mmlq(depth=4, cross_attention_blocks=[0, 2])) == trainable_names(freq2)
+    img, ids, mask = batch()
+    assert torch.isfinite(freq2.eval()(img, ids, mask)).all()
+    with pytest.raises(OptionError, match="not both"):
+        tiny_mmlq(cross_attention_freq=2, cross_attention_blocks=[0])
+
+
+def test_context_proj_none_feeds_encoder_width_keys_to_cross_attention():
+    net = tiny_mmlq(context_proj="none").eval()
+    assert net.context_proj is None and not any(n.startswith("context_proj") for n in trainable_names(net))
+    cross = net.blocks[0].cross_attn
+    assert cross["visual"].layer.kv.in_features == net.image_encoder.out_dim == 512
+    assert cross["textual"].layer.kv.in_features == net.text_encoder.out_dim == 32
+    assert net.null_text.shape == (1, 1, 32)
+    img, ids, mask = batch()
+    with torch.no_grad():
+        assert torch.isfinite(net(img, ids, mask)).all() and torch.isfinite(net(img, None, None)).all()
+
+
+def test_without_null_text_every_marked_token_is_a_key_and_no_text_is_an_error():
+    net = tiny_mmlq(null_text=False).eval()
+    assert net.null_text is None and "null_text" not in trainable_names(net)
+    img, ids, mask = batch()
+    bare = torch.zeros_like(mask)
+    bare[:, :2] = 1  # [CLS] [SEP] of an empty comment string: attended, as in a Q-Former
+    with torch.no_grad():
+        out = net(img, ids, bare, return_dist=True)[1]
+        assert not torch.allclose(out, net(img, ids.flip(1), bare, return_dist=True)[1], atol=1e-6)
+        with_null = tiny_mmlq().eval()  # the null-token model masks such a text: its ids do not matter
+        assert torch.allclose(with_null(img, ids, bare), with_null(img, ids.flip(1), bare), atol=1e-6)
+        with pytest.raises(OptionError, match="null_text"):
+            net(img, ids, torch.zeros_like(mask))
+        with pytest.raises(OptionError, match="null_text"):
+            net(img)
+    with pytest.raises(OptionError, match="null_text"):
+        tiny_mmlq(null_text=False, comment_dropout=0.1)
+
+
+def test_linear_head_is_one_linear_layer():
+    net = tiny_mmlq(head="linear").eval()
+    linears = [m for m in net.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, 10)]
+    mlp = [m for m in tiny_mmlq().head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in mlp] == [(64, 32), (32, 10)]
+    img, ids, mask = batch()
+    assert torch.allclose(net(img, ids, mask, return_dist=True)[1].sum(1), torch.ones(3))

@@ -14,6 +14,11 @@ def test_random_init_builds_offline_and_follows_pyiqa_outputs(forbid_sockets):
     mos, dist = net(torch.rand(2, 3, 180, 240), return_mos=True, return_dist=True)
     assert mos.shape == (2, 1) and dist.shape == (2, 10) and torch.allclose(dist.sum(1), torch.ones(2))
     assert net(torch.rand(2, 3, 224, 224)).shape == (2, 1)
+    x = torch.rand(2, 3, 224, 224)
+    feature_map = net.forward_features(x)  # timm convention: features, then pool + classify
+    dist = net(x, return_mos=False, return_dist=True)
+    assert feature_map.ndim == 4 and torch.allclose(net.forward_head(feature_map), dist)
+    assert torch.allclose(net.forward_head(feature_map, pre_logits=True), feature_map.mean(dim=(2, 3)), atol=1e-6)
 
 
 def test_offline_efficientnet_lite0_backbone_matches_the_image_encoder(forbid_sockets):
