@@ -171,7 +171,7 @@ class MMLQ(nn.Module):
         self_attn: 'joint' (one attention over all queries: cross-modal interaction) or 'separate'.
         ffn: 'shared' or 'separate' (per modality).
         cross_attention_freq: cross-attention in blocks i with i % freq == 0 (BLIP-2 Q-Former
-            semantics; 1 = every block, as the paper describes an MMIB).
+            semantics; 1 = every block, as the paper's Fig. 2 describes an MMIB).
         cross_attention_blocks: explicit block indices with cross-attention (instead of freq).
         context_proj: 'linear_ln' (encoder features -> Linear -> LayerNorm to `dim` once, shared
             by all blocks) or 'none' (each cross-attention reads encoder-width features

@@ -27,8 +27,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-PAPER_TEXT = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                  max_position_embeddings=512, vocab_size=30522)
+from iaa_bench.utils.pretrained import BERT_BASE_CONFIG
 
 
 def parse_args(argv=None):
@@ -47,7 +46,7 @@ def paper_size(opt: dict, cuda: bool) -> None:
     dtype = "bfloat16" if cuda else None
     opt["network"].update(
         image_encoder=dict(name="vit_large_patch14_clip_224", weights=None, img_size=224, dtype=dtype),
-        text_encoder=dict(name="offline-minilm", max_length=512, weights=None, config=PAPER_TEXT, dtype=dtype),
+        text_encoder=dict(name="offline-minilm", max_length=512, weights=None, config=BERT_BASE_CONFIG, dtype=dtype),
         num_visual_queries=32, num_text_queries=32, dim=768, num_heads=12, depth=6)
     if cuda:
         opt["train"]["amp"] = "bf16"

@@ -11,6 +11,9 @@ from pathlib import Path
 OFFLINE_TEXT_ENCODER = "offline-minilm"
 OFFLINE_IMAGE_ENCODER = "offline-efficientnet-lite0"
 OFFLINE_IMAGE_TIMM_NAME = "tf_efficientnet_lite0"
+# The shape of bert-base-uncased (transformers `BertConfig` fields): random-init BERT-base without files.
+BERT_BASE_CONFIG = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                        max_position_embeddings=512, vocab_size=30522)
 
 
 def resolve_text_encoder(name_or_path: str) -> str:

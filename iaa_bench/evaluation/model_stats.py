@@ -1,0 +1,163 @@
+"""Parameters and MACs per sample of a network's trainable part, counted on cached-feature inputs.
+
+    python iaa_bench/model_stats.py -opt options/mmlq_ava.yml [--random-init] [--tokens L]
+
+The network of the option file is built (`--random-init`: its frozen encoders get random
+weights of the right shapes, so no checkpoint is needed) and its trainable part runs once on
+random encoder features of one sample (image tokens x width, `L` text tokens all attended),
+as the frozen-feature cache feeds it. MACs are counted with forward hooks in two conventions:
+- `gmacs`, as thop counts (`thop/profile.py`, `thop/vision/basic_hooks.py`): each nn.Linear
+  in_features x out_features per token, each affine nn.LayerNorm 4 per element; activations,
+  softmax and attention matmuls count nothing. The third-party 6.19 G of the authors' code is
+  a thop figure, so it compares with this one;
+- `gmacs_attn`, the attention matmuls thop leaves out: QK^T and AV, Lq x Lk x dim each
+  (dense: masked keys included).
+Ends with one line `STATS trainable=<int> frozen=<int> gmacs=<float> gmacs_attn=<float> tokens=<int>`.
+"""
+import argparse
+import copy
+
+import torch
+from torch import nn
+
+from iaa_bench.archs.frozen_encoders import frozen_encoders
+from iaa_bench.config.options import load_yaml
+from iaa_bench.models.iaa_model import build_net
+from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
+from iaa_bench.utils.pretrained import BERT_BASE_CONFIG
+
+
+def random_init_options(network_opt: dict) -> dict:
+    """`network` options with random-init frozen encoders of the same shapes (no weights read)."""
+    opt = copy.deepcopy(network_opt)
+    for key in ("image_encoder", "text_encoder"):
+        if opt.get(key) is not None:
+            opt[key]["weights"] = None
+    return opt
+
+
+def _build_shapes_only(network_opt: dict) -> nn.Module:
+    """Build on the meta device (shapes, no memory, no init cost), then give the trainable part real tensors.
+
+    The frozen encoders stay on meta: counting feeds the trainable part cached-feature inputs,
+    so no encoder ever runs on data (their token count is shape inference).
+    """
+    with torch.device("meta"):
+        net = build_net(network_opt)
+    encoders = list(frozen_encoders(net))
+    for name, module in net.named_modules():
+        if not any(name == p or name.startswith(p + ".") for p in encoders):
+            module.to_empty(device="cpu", recurse=False)
+    for p in net.parameters():
+        if p.requires_grad:
+            nn.init.normal_(p, std=0.02)
+    return net
+
+
+def build_random_init(network_opt: dict) -> nn.Module:
+    """The network with weightless frozen encoders of the option file's shapes (see `_build_shapes_only`).
+
+    A BERT-base hub id whose config is not available offline gets BERT-base's shape.
+    """
+    opt = random_init_options(network_opt)
+    try:
+        return _build_shapes_only(opt)
+    except WeightsUnavailableError:
+        text = opt.get("text_encoder") or {}
+        if text.get("config") is not None or "bert-base" not in str(text.get("name", "")):
+            raise
+        print(f"text encoder: config of '{text['name']}' not available here; using BERT-base's shape")
+        opt["text_encoder"]["config"] = BERT_BASE_CONFIG
+        return _build_shapes_only(opt)
+
+
+def _thop_macs(module: nn.Module, inputs, output) -> int:
+    if isinstance(module, nn.Linear):
+        return module.in_features * output.numel()
+    if isinstance(module, nn.LayerNorm):
+        return inputs[0].numel() * (4 if module.elementwise_affine else 2)
+    return 0
+
+
+def _attention_macs(module: nn.Module, args, kwargs) -> int:
+    """QK^T and AV of an MMLQ MultiHeadAttention call: 2 x B x Lq x Lk x dim."""
+    x = args[0]
+    context = args[1] if len(args) > 1 and args[1] is not None else kwargs.get("context")
+    keys = x.shape[1] if context is None else context.shape[1]
+    return 2 * x.shape[0] * x.shape[1] * keys * module.q.out_features
+
+
+def count_macs(net: nn.Module, *inputs, **kw_inputs) -> tuple[int, int]:
+    """(thop-convention MACs, attention-matmul MACs) of one `net(*inputs, **kw_inputs)` call."""
+    from iaa_bench.archs.mmlq_arch import MultiHeadAttention
+
+    totals = {"thop": 0, "attn": 0}
+
+    def thop_hook(module, inputs_, output):
+        totals["thop"] += _thop_macs(module, inputs_, output)
+
+    def attn_hook(module, args, kwargs):
+        totals["attn"] += _attention_macs(module, args, kwargs)
+
+    handles = []
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.LayerNorm)):
+            handles.append(module.register_forward_hook(thop_hook))
+        elif isinstance(module, MultiHeadAttention):
+            handles.append(module.register_forward_pre_hook(attn_hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            net(*inputs, **kw_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return totals["thop"], totals["attn"]
+
+
+def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = None) -> dict:
+    """Parameter counts and per-sample MACs of the trainable part on random cached features.
+
+    text_tokens: text length (default: the text encoder's max_length); image_tokens: default
+    the image encoder's token count (measured once with a blank image).
+    """
+    encoders = frozen_encoders(net)
+    if not encoders:
+        raise OptionError(f"{type(net).__name__} has no frozen encoder: model_stats counts the trainable part "
+                          "of networks fed cached encoder features (such as MMLQ)")
+    net = net.eval()
+    inputs = {}
+    image, text = encoders.get("image_encoder"), encoders.get("text_encoder")
+    if image is not None:
+        inputs["image_feats"] = torch.randn(1, image_tokens or image.num_tokens, image.out_dim)
+    if text is not None:
+        text_tokens = text_tokens or text.max_length
+        inputs["text_feats"] = torch.randn(1, text_tokens, text.out_dim)
+        inputs["text_mask"] = torch.ones(1, text_tokens, dtype=torch.long)
+    macs, attn = count_macs(net, **inputs)
+    params = list(net.parameters())
+    return {"trainable": sum(p.numel() for p in params if p.requires_grad),
+            "frozen": sum(p.numel() for p in params if not p.requires_grad),
+            "gmacs": macs / 1e9, "gmacs_attn": attn / 1e9, "tokens": text_tokens or 0}
+
+
+def stats_line(stats: dict) -> str:
+    return (f"STATS trainable={stats['trainable']} frozen={stats['frozen']} gmacs={stats['gmacs']:.4f} "
+            f"gmacs_attn={stats['gmacs_attn']:.4f} tokens={stats['tokens']}")
+
+
+def model_stats(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description="Parameters and MACs per sample of a network's trainable part.")
+    parser.add_argument("-opt", required=True, help="option file")
+    parser.add_argument("--random-init", action="store_true",
+                        help="random-init frozen encoders of the same shapes (no weights needed)")
+    parser.add_argument("--tokens", type=int, default=None, help="text tokens (default: text_encoder.max_length)")
+    args = parser.parse_args(argv)
+    network_opt = load_yaml(args.opt)["network"]
+    net = build_random_init(network_opt) if args.random_init else build_net(network_opt)
+    stats = network_stats(net, text_tokens=args.tokens)
+    print(f"{network_opt['type']} of {args.opt}{' (random-init encoders)' if args.random_init else ''}")
+    print(f"parameters: {stats['trainable']:,} trainable, {stats['frozen']:,} frozen")
+    print(f"MACs per sample of the trainable part, text tokens {stats['tokens']}: {stats['gmacs']:.4f} G "
+          f"(thop convention) + {stats['gmacs_attn']:.4f} G attention matmuls")
+    print(stats_line(stats))
+    return stats
