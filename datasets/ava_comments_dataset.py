@@ -18,8 +18,9 @@ this one does not), `img_path`; with `text` also `text_ids` and `text_mask` (Lon
 (max_length,), mask 1 = real token), padded to max_length so default collation works.
 
 Comments of an image are joined with `separator` and tokenised here, once per sample,
-truncated to max_length. With comment_fraction < 1, round(fraction * n) comments are kept
-(at least one when the image has any), drawn by an RNG seeded by (seed, index, epoch) and
+truncated to max_length. With comment_fraction < 1, ceil(fraction * n) comments are kept (the
+authors' reduced-comment rule: authors' inference script, third-party copy; at least one when
+the image has any and fraction > 0), drawn by an RNG seeded by (seed, index, epoch) and
 kept in their original order; `epoch` changes only in the train phase (`set_epoch`), so
 val/test draws are fixed. An image without comments gets the tokenisation of the empty
 string ([CLS] [SEP] for BERT-like tokenizers) with a valid mask.
@@ -95,7 +96,7 @@ class AVACommentsDataset(BaseIQADataset):
         fraction = self.text_opt["comment_fraction"]
         if fraction >= 1.0 or not comments:
             return comments
-        keep = max(1, math.floor(fraction * len(comments) + 0.5)) if fraction > 0 else 0
+        keep = math.ceil(round(fraction * len(comments), 9))  # rounded first: 0.3 * 10 is 3.0000000000000004
         epoch = self.epoch if self.phase == "train" else 0
         rng = np.random.default_rng([self.text_opt["seed"], index, epoch])
         return [comments[i] for i in sorted(rng.choice(len(comments), size=keep, replace=False))]

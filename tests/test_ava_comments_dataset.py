@@ -70,6 +70,7 @@ def test_comment_fraction_keeps_a_seeded_subset(prepared):
     assert len(kept) == 3 and kept == [c for c in COMMENTS[1] if c in kept]  # original order
     assert make(prepared, text={"comment_fraction": 0.5, "seed": 7}).selected_comments(0) == kept
     assert dataset.selected_comments(1) == ["boring"]  # at least one comment is kept
+    assert len(make(prepared, text={"comment_fraction": 0.2}).selected_comments(0)) == 2  # ceil(1.2), not round
     draws = set()
     for epoch in range(6):
         dataset.set_epoch(epoch)

@@ -73,6 +73,15 @@ def test_accuracy_matches_numpy(dists):
     assert metrics.aesthetic_acc(pred, gt_votes) == pytest.approx(expected)
 
 
+def test_accuracy_tie_rules():
+    at_5, low, high = np.eye(10)[[4]], np.eye(10)[[3]], np.eye(10)[[6]]  # means 5, 4, 7
+    pred, gt = np.concatenate([at_5, at_5, low, high]), np.concatenate([low, high, at_5, high])
+    assert metrics.aesthetic_acc(pred, gt) == 0.75  # ties low: 5 vs 7 is wrong (5 counts as low)
+    assert metrics.aesthetic_acc(pred, gt, ties="correct") == 1.0  # authors: (pred-5)(gt-5) >= 0
+    with pytest.raises(ValueError, match="ties"):
+        metrics.aesthetic_acc(pred, gt, ties="high")
+
+
 def test_rmse_matches_numpy(dists):
     pred, gt_votes = dists
     expected = np.sqrt(np.mean((hand_mean(pred) - hand_mean(gt_votes)) ** 2))

@@ -3,18 +3,23 @@
 All metrics work on score distributions over the 10 AVA bins (scores 1..10), from
 which the mean score is sum_i i * p_i on the 1..10 scale:
 - srcc / plcc / krcc: scipy correlations of predicted vs ground-truth mean scores;
-- acc: binary accuracy, "high aesthetic" means mean score > 5 (strictly greater: an
-  image whose mean is exactly 5.0 counts as low, for prediction and ground truth alike);
+- acc: binary accuracy at threshold 5. `ties: low` (default): "high aesthetic" means mean
+  score > 5, so a mean of exactly 5.0 counts as low, for prediction and ground truth alike;
+  `ties: correct`: the authors' rule (authors' inference script, third-party copy),
+  (pred - 5) * (gt - 5) >= 0 is correct, so a prediction or ground truth of exactly 5 is
+  right whatever the other side. The default stays `low`, a plain two-class rule (5.0 is
+  in one class, not both); `correct` never scores lower;
 - rmse: root-mean-square error of the mean score (1..10 scale);
 - emd1 / emd2: mean EMD between the distributions with r=1 / r=2.
 
 pyiqa's metric convention is `fn(pred, gt, **opt)`; each function here takes the two
-(N, 10) distribution arrays. `INPUT_DISTRIBUTIONS` marks them so the model passes
-distributions rather than scalar scores.
+(N, 10) distribution arrays and is marked `input_distributions = True`, so the model
+passes distributions rather than scalar scores.
 """
 import numpy as np
 from scipy import stats
 
+from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import METRIC_REGISTRY
 
 NUM_BINS = 10
@@ -54,12 +59,13 @@ def aesthetic_krcc(pred_dist, gt_dist):
 
 
 @_dist_metric
-def aesthetic_acc(pred_dist, gt_dist, threshold: float = ACC_THRESHOLD):
+def aesthetic_acc(pred_dist, gt_dist, threshold: float = ACC_THRESHOLD, ties: str = "low"):
+    if ties not in ("low", "correct"):
+        raise OptionError(f"aesthetic_acc: ties must be 'low' or 'correct', got {ties!r}")
     # Rounded first: a histogram whose mean is exactly 5 can compute as 5.000000000000001.
-    def high(dist):
-        return np.round(mean_score(dist), 9) > threshold
-
-    return float(np.mean(high(pred_dist) == high(gt_dist)))
+    pred, gt = (np.round(mean_score(d), 9) - threshold for d in (pred_dist, gt_dist))
+    correct = pred * gt >= 0 if ties == "correct" else (pred > 0) == (gt > 0)
+    return float(np.mean(correct))
 
 
 @_dist_metric
