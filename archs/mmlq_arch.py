@@ -256,7 +256,7 @@ class MMLQ(nn.Module):
 
     def no_weight_decay(self) -> set:
         """The learnable queries and the null text token: embeddings, kept out of weight decay (timm)."""
-        return {f"queries.{b}" for b in self.queries} | ({"null_text"} if self.uses_text else set())
+        return {f"queries.{b}" for b in self.queries} | ({"null_text"} if self.null_text is not None else set())
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """Frozen image features (B, N, C) of [0, 1] images."""

@@ -26,7 +26,7 @@ def test_thop_convention_and_attention_matmuls_by_hand():
 
 
 def test_networks_without_frozen_encoders_are_refused():
-    with pytest.raises(OptionError, match="no frozen encoder"):
+    with pytest.raises(OptionError, match="declares no frozen encoder"):
         network_stats(nn.Linear(2, 2))
 
 

@@ -20,8 +20,8 @@ import copy
 import torch
 from torch import nn
 
-from iaa_bench.archs.frozen_encoders import frozen_encoders
 from iaa_bench.config.options import load_yaml
+from iaa_bench.models import contract
 from iaa_bench.models.iaa_model import build_net
 from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
 from iaa_bench.utils.pretrained import BERT_BASE_CONFIG
@@ -44,9 +44,9 @@ def _build_shapes_only(network_opt: dict) -> nn.Module:
     """
     with torch.device("meta"):
         net = build_net(network_opt)
-    encoders = list(frozen_encoders(net))
-    for name, module in net.named_modules():
-        if not any(name == p or name.startswith(p + ".") for p in encoders):
+    frozen = {id(m) for encoder in contract.frozen_encoders(net).values() for m in encoder.modules()}
+    for module in net.modules():
+        if id(module) not in frozen:
             module.to_empty(device="cpu", recurse=False)
     for p in net.parameters():
         if p.requires_grad:
@@ -120,13 +120,13 @@ def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = N
     text_tokens: text length (default: the text encoder's max_length); image_tokens: default
     the image encoder's token count (measured once with a blank image).
     """
-    encoders = frozen_encoders(net)
+    encoders = contract.frozen_encoders(net)
     if not encoders:
-        raise OptionError(f"{type(net).__name__} has no frozen encoder: model_stats counts the trainable part "
+        raise OptionError(f"{type(net).__name__} declares no frozen encoder: model_stats counts the trainable part "
                           "of networks fed cached encoder features (such as MMLQ)")
     net = net.eval()
     inputs = {}
-    image, text = encoders.get("image_encoder"), encoders.get("text_encoder")
+    image, text = encoders.get("image"), encoders.get("text")
     if image is not None:
         inputs["image_feats"] = torch.randn(1, image_tokens or image.num_tokens, image.out_dim)
     if text is not None:
