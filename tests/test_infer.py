@@ -210,3 +210,52 @@ def test_pyiqa_format_full_checkpoint_loads_with_a_warning(trained, tmp_path, mo
     torch.save({"params": {**full, key: full[key][:1]}}, tmp_path / "wrong.pth")
     with pytest.raises(CheckpointError, match=re.escape(key)):
         ckpt.load_network_checkpoint(model.net, str(tmp_path / "wrong.pth"))
+
+
+def test_mistyped_comments_path_is_an_error_not_the_comment(trained, tmp_path, capsys):
+    tmp, opt_file, images = trained
+    image = str(sorted(images.glob("*.jpg"))[0])
+    argv = ["-opt", str(opt_file), "--root", str(tmp), "--img", image, "--comments", str(tmp_path / "commnets.txt")]
+    assert run(infer, argv) == 2
+    err = capsys.readouterr()
+    assert "commnets.txt: no such file" in err.err and "mean" not in err.out
+
+
+def test_folder_with_an_unreadable_file_and_a_jpg_folder_scores_the_rest(trained, tmp_path, capsys):
+    tmp, opt_file, images = trained
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted(images.glob("*.jpg"))
+    for src in good:
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "0_broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "album.jpg").mkdir()
+    out = tmp_path / "scores.csv"
+    results = infer(["-opt", str(opt_file), "--root", str(tmp), "--img", str(folder), "--out", str(out)])
+    check_scores(results, len(good))
+    assert "warning: skipped" in capsys.readouterr().err and "0_broken.jpg" not in out.read_text()
+    with open(out, newline="") as f:
+        assert [r["img_path"] for r in csv.DictReader(f)] == [str(folder / p.name) for p in good]
+
+
+@pytest.mark.parametrize("target", ["folder", "input image"])
+def test_out_that_would_destroy_something_is_refused_before_scoring(trained, tmp_path, capsys, target):
+    tmp, opt_file, images = trained
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(sorted(images.glob("*.jpg"))[0].read_bytes())
+    before = image.read_bytes()
+    out = tmp_path if target == "folder" else image
+    assert run(infer, ["-opt", str(opt_file), "--root", str(tmp), "--img", str(image), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"--out {out}" in captured.err and "mean" not in captured.out
+    assert image.read_bytes() == before
+
+
+def test_latin1_comment_file_is_decoded_as_prepare_ava_does(trained, tmp_path):
+    tmp, opt_file, images = trained
+    argv = ["-opt", str(opt_file), "--root", str(tmp), "--img", str(sorted(images.glob("*.jpg"))[0])]
+    comment_file = tmp_path / "latin1.txt"
+    comment_file.write_bytes("café très beau\n".encode("latin-1"))
+    from_file = infer([*argv, "--comments", str(comment_file)])
+    as_prepared = infer([*argv, "--comments", "caf\ufffd tr\ufffds beau"])  # UTF-8 with replacement
+    assert from_file[0][1] == pytest.approx(as_prepared[0][1], abs=1e-6)

@@ -6,8 +6,11 @@ directory; never site-packages). `--force_yml a:b=value` parses `value` as YAML 
 of pyiqa's `exec`, and names the key path when it does not exist.
 """
 import argparse
+import logging
 import os
 import random
+import re
+import subprocess
 from os import path as osp
 
 import numpy as np
@@ -15,6 +18,9 @@ import torch
 import yaml
 
 from iaa_bench.utils.errors import OptionError
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:
@@ -33,23 +39,37 @@ def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:
     return parser
 
 
+class OptionLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that reads `1e-4` as a float (YAML 1.2 and Python do; YAML 1.1 reads a string)."""
+
+
+OptionLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                   re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                                   list("-+0123456789."))
+
+
+def parse_yaml(text, where: str):
+    """YAML text (or an open file) -> Python; a syntax error names `where` and the line."""
+    try:
+        return yaml.load(text, Loader=OptionLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark and osp.isfile(where) else where
+        raise OptionError(f"{at}: invalid YAML: {getattr(err, 'problem', None) or err}") from None
+
+
 def load_yaml(path: str) -> dict:
     if not osp.isfile(path):
         raise OptionError(f"Option file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        try:
-            opt = yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else path
-            raise OptionError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+        opt = parse_yaml(f, path)
     if not isinstance(opt, dict):
         raise OptionError(f"{path}: an option file must be a YAML mapping, got {type(opt).__name__}")
     return opt
 
 
 def apply_overrides(opt: dict, entries) -> None:
-    """Apply `key:sub=value` overrides; the value is parsed as YAML (`1e-4`, `[1, 2]`, `~`)."""
+    """Apply `key:sub=value` overrides; the value is parsed as YAML (`1e-4`, `[1, 2]`, `~`) like the file."""
     for entry in entries or []:
         if "=" not in entry:
             raise OptionError(f"--force_yml {entry!r}: expected KEY:SUB=VALUE")
@@ -60,34 +80,44 @@ def apply_overrides(opt: dict, entries) -> None:
             if not isinstance(node, dict) or key not in node or not isinstance(node[key], dict):
                 raise OptionError(f"--force_yml {entry!r}: no option section `{'.'.join(parents[:depth + 1])}`")
             node = node[key]
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str) and _looks_like_float(parsed):
-            parsed = float(parsed)  # YAML 1.1 reads `1e-4` as a string
-        node[leaf] = parsed
+        node[leaf] = parse_yaml(value, f"--force_yml {entry!r}")
 
 
-def _looks_like_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+def init_distributed(launcher: str, use_cuda: bool = True, dist_params: dict = None) -> tuple[int, int]:
+    """Start torch.distributed: `pytorch` = torchrun's variables, `slurm` = srun's, set as pyiqa does.
 
-
-def init_distributed(launcher: str, use_cuda: bool = True) -> tuple[int, int]:
-    """Start torch.distributed for torchrun (`--launcher pytorch`): nccl on CUDA, gloo on CPU."""
+    dist_params: `backend` (default nccl; CPU runs always use gloo, the one that works there)
+    and, for slurm, `port` (else $MASTER_PORT, else 29500), pyiqa's `dist_params` section.
+    """
     if launcher == "none":
         return 0, 1
+    dist_params = dist_params or {}
     use_cuda = use_cuda and torch.cuda.is_available()
     if launcher == "slurm":
-        os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
-        os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
-        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        _slurm_environment(dist_params.get("port"))
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        torch.distributed.init_process_group(backend=dist_params.get("backend", "nccl") if use_cuda else "gloo")
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def _slurm_environment(port) -> None:
+    """torch.distributed's variables from srun's (pyiqa.utils.dist_util._init_dist_slurm)."""
+    try:
+        proc_id, ntasks = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+        node_list = os.environ["SLURM_NODELIST"]
+    except KeyError as err:
+        raise OptionError(f"--launcher slurm: ${err.args[0]} is not set (start the job with srun)") from None
+    first_node = subprocess.run(["scontrol", "show", "hostnames", node_list], capture_output=True, text=True)
+    if first_node.returncode != 0 or not first_node.stdout.strip():
+        raise OptionError(f"--launcher slurm: `scontrol show hostnames {node_list}` failed: {first_node.stderr.strip()}")
+    os.environ["MASTER_ADDR"] = first_node.stdout.split()[0]
+    if port is not None:
+        os.environ["MASTER_PORT"] = str(port)
+    os.environ.setdefault("MASTER_PORT", "29500")  # torch.distributed's default port
+    os.environ["WORLD_SIZE"], os.environ["RANK"] = str(ntasks), str(proc_id)
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", str(proc_id % max(torch.cuda.device_count(), 1)))
 
 
 def set_random_seed(seed: int) -> None:
@@ -98,12 +128,14 @@ def set_random_seed(seed: int) -> None:
 
 
 def resolve_device(opt: dict) -> torch.device:
-    """CUDA when `num_gpu` asks for it and a GPU exists; otherwise CPU (with a warning)."""
+    """CUDA when `num_gpu` asks for it and a GPU exists; otherwise CPU (a GPU request warns)."""
     num_gpu = opt.get("num_gpu", 0)
     if num_gpu == "auto":
         num_gpu = torch.cuda.device_count()
     if num_gpu and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
+    if num_gpu:
+        log.warning(f"num_gpu: {num_gpu} asks for a GPU but none is available: running on the CPU")
     return torch.device("cpu")
 
 
@@ -126,7 +158,8 @@ def load_options(opt_path, is_train, overrides=None, root=None, validate=None, l
     opt["is_train"] = is_train
     opt["auto_resume"] = auto_resume
     opt["dist"] = launcher != "none"
-    opt["rank"], opt["world_size"] = init_distributed(launcher, use_cuda=opt.get("num_gpu", 0) not in (0, None))
+    opt["rank"], opt["world_size"] = init_distributed(launcher, use_cuda=opt.get("num_gpu", 0) not in (0, None),
+                                                      dist_params=opt.get("dist_params"))
     if debug and not opt["name"].startswith("debug"):
         opt["name"] = "debug_" + opt["name"]
     seed = opt.get("manual_seed")

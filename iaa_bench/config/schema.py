@@ -1,15 +1,26 @@
 """Check an option file before any work starts.
 
-Unknown keys (with a "did you mean"), wrong types, missing required keys, names that no
-registry knows (with the closest registered names, answered without importing all of
-pyiqa) and paths that do not exist: every problem is reported at once, each naming its
-option path and the file, and no experiment folder is created.
+Unknown keys (with a "did you mean"), wrong types, missing required keys, counts that are
+not positive whole numbers, names that no registry knows (with the closest registered
+names, answered without importing all of pyiqa), keys that the network, optimiser or
+scheduler constructor does not take (checked against its signature), pyiqa options that
+iaa_bench does not implement, and paths that do not exist: every problem is reported at
+once, each naming its option path and the file, and no experiment folder is created.
 """
 import difflib
+import inspect
+import math
 from os import path as osp
 
+from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS
 from iaa_bench.utils.errors import OptionError
-from iaa_bench.utils.pyiqa_adapter import is_registered, registered_names
+from iaa_bench.utils.pyiqa_adapter import (
+    ARCH_REGISTRY,
+    is_registered,
+    registered_names,
+    scheduler_class,
+    scheduler_names,
+)
 from iaa_bench.utils.registration import load_plugins
 
 NUMBER = (int, float)
@@ -32,11 +43,27 @@ SCHEMA = {
 REQUIRED_TRAIN = ("name", "model_type", "datasets", "network", "train")
 CHOICES = {"train.amp": ("none", "bf16", "fp16"), "val.amp": ("none", "bf16", "fp16"),
            "train.nonfinite_loss": ("stop", "skip", "ignore")}
+DATASET_CHOICES = {"split": ("train", "val", "test"), "bad_image": ("fail", "skip")}
 DATASET_PATH_KEYS = ("dataroot", "dataroot_target", "meta_info_file")
+# Whole-number options and their least value (pyiqa writes large ones as `!!float 5e3`).
+COUNTS = {"train.total_iter": 1, "train.total_epoch": 1, "train.warmup_iter": -1, "val.val_freq": 1,
+          "logger.print_freq": 1, "logger.save_checkpoint_freq": 1, "logger.save_latest_freq": 1,
+          "logger.keep_states": 0, "manual_seed": 0}
+# pyiqa options iaa_bench accepts only in their do-nothing form: (allowed value, why not more).
+NOT_IMPLEMENTED = {
+    "val.save_img": (False, "iaa_bench saves no images: aesthetics models output scores"),
+    "logger.wandb": (None, "wandb logging is not implemented; TensorBoard (`logger.use_tb_logger`) logs "
+                           "the same scalars"),
+    "train.metric_loss_opt": (None, "IAAModel trains with `train.mos_loss_opt` only"),
+    "scale": (1, "a super-resolution scale; IQA/IAA models have none"),
+}
+# Width / head-count pairs of attention archs (timm's embed_dim, MMLQ's dim): width % heads must be 0.
+ATTENTION_WIDTHS = ("dim", "embed_dim", "d_model", "hidden_dim")
 
 
 def _did_you_mean(key, candidates, prefix=""):
-    close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
+    by_lower = {str(c).lower(): c for c in candidates}  # `Adamw` -> `AdamW` first
+    close = [by_lower[c] for c in difflib.get_close_matches(str(key).lower(), list(by_lower), n=3, cutoff=0.6)]
     return f" (did you mean {' or '.join(f'`{prefix}{c}`' for c in close)}?)" if close else ""
 
 
@@ -65,6 +92,113 @@ def _check_name(kind, name, option, errors):
         errors.append(f"option `{option}`: no {kind} named `{name}` is registered{hint}")
 
 
+def _get(opt, dotted):
+    """(found, value) of a dotted option path such as `train.total_iter`."""
+    node = opt
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def _check_counts(opt, errors):
+    for option, least in COUNTS.items():
+        found, value = _get(opt, option)
+        if not found or value is None:
+            continue
+        whole = isinstance(value, int) or isinstance(value, float) and math.isfinite(value) and value.is_integer()
+        if isinstance(value, bool) or not whole or value < least:
+            errors.append(f"option `{option}` must be a whole number >= {least}, got {value!r}")
+    num_gpu = opt.get("num_gpu", 0)
+    if num_gpu != "auto" and (not isinstance(num_gpu, int) or isinstance(num_gpu, bool) or num_gpu < 0):
+        errors.append(f"option `num_gpu` must be `auto` or a whole number >= 0, got {num_gpu!r}")
+    if "name" in opt and (not isinstance(opt["name"], str) or not opt["name"]):
+        errors.append(f"option `name` must be a non-empty string, got {opt['name']!r}")
+
+
+def _check_not_implemented(opt, errors):
+    for option, (allowed, why) in NOT_IMPLEMENTED.items():
+        found, value = _get(opt, option)
+        unset = value is None or isinstance(value, dict) and not any(value.values())  # pyiqa's `{project: ~}`
+        if found and not unset and value != allowed:
+            errors.append(f"option `{option}: {value!r}`: {why}; remove it")
+
+
+def _check_call_options(where, func, options, errors, skip=(), first=1):
+    """Keys of `options` against `func`'s signature: unknown names (did you mean) and values of the wrong type.
+
+    A parameter's type is its annotation, else its default's type; `first` parameters
+    (self, params, optimizer) are filled by iaa_bench. Functions taking **kwargs accept any key.
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())[first:]
+    except (TypeError, ValueError):  # builtins without a signature
+        return
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    for key, value in options.items():
+        if key == "type" or key.startswith(skip):
+            continue
+        param = named.get(key)
+        if param is None:
+            if not takes_any:
+                errors.append(f"option `{where}.{key}`: not a parameter of {func.__qualname__.split('.')[0]}"
+                              f"{_did_you_mean(key, named, where + '.')}")
+            continue
+        # An annotated int must be whole (`depth: 1.5`); a type known only from the default is looser:
+        # any number for a numeric default, and None (pyiqa's "none of it", e.g. `pretrained: ~`).
+        annotated = param.annotation in (int, float, str, bool, dict, list)
+        expected = param.annotation if annotated else (
+            float if type(param.default) in (int, float) else
+            type(param.default) if isinstance(param.default, (str, bool, dict, list)) else None)
+        if expected is None or value is None and (param.default is None or not annotated):
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (number if expected is float else number and isinstance(value, int) if expected is int else
+              isinstance(value, expected))
+        if not ok:
+            kind = "a number" if expected is float else expected.__name__
+            errors.append(f"option `{where}.{key}` must be {kind}, got {type(value).__name__} {value!r}")
+
+
+def _check_network(network, errors):
+    arch = ARCH_REGISTRY.get(network["type"])
+    _check_call_options("network", arch.__init__, network, errors)
+    heads = network.get("num_heads", _default(arch.__init__, "num_heads"))
+    for width_key in ATTENTION_WIDTHS:
+        width = network.get(width_key, _default(arch.__init__, width_key))
+        if isinstance(width, int) and isinstance(heads, int) and heads > 0 and width % heads:
+            errors.append(f"option `network.{width_key}` ({width}) must be divisible by `network.num_heads` ({heads})")
+
+
+def _default(func, name):
+    param = inspect.signature(func).parameters.get(name)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _check_optimisation(train, errors):
+    import torch
+
+    optim = train.get("optim")
+    if not isinstance(optim, dict) or "type" not in optim:
+        errors.append("option `train.optim.type` is required (a torch.optim class, e.g. AdamW)")
+    elif not hasattr(torch.optim, str(optim["type"])):
+        errors.append(f"option `train.optim.type`: torch.optim has no `{optim['type']}`"
+                      f"{_did_you_mean(str(optim['type']), [n for n in dir(torch.optim) if n[0].isupper()])}")
+    else:  # lr_<module> / weight_decay_<module>: pyiqa-style per-module groups
+        _check_call_options("train.optim", getattr(torch.optim, optim["type"]).__init__, optim, errors,
+                            skip=("lr_", "weight_decay_"), first=2)
+    scheduler = train.get("scheduler")
+    if isinstance(scheduler, dict):
+        cls = scheduler_class(str(scheduler.get("type")))
+        if cls is None:
+            errors.append(f"option `train.scheduler.type`: no scheduler `{scheduler.get('type')}`"
+                          f"{_did_you_mean(str(scheduler.get('type')), scheduler_names())}")
+        else:
+            _check_call_options("train.scheduler", cls.__init__, scheduler, errors, first=2)
+
+
 def validate_options(opt: dict, is_train: bool = True, source: str = "<options>", check_data_paths: bool = True) -> None:
     """Raise OptionError listing every problem in `opt` (loaded from `source`).
 
@@ -85,6 +219,10 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
         _check_name("model", opt["model_type"], "model_type", errors)
     if isinstance(opt.get("network"), dict):
         _check_name("arch", opt["network"].get("type"), "network.type", errors)
+        if isinstance(opt["network"].get("type"), str) and is_registered("arch", opt["network"]["type"]):
+            _check_network(opt["network"], errors)
+    _check_counts(opt, errors)
+    _check_not_implemented(opt, errors)
 
     for phase, ds in (opt.get("datasets") or {}).items():
         where = f"datasets.{phase}"
@@ -95,6 +233,10 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
         bs = ds.get("batch_size_per_gpu", 1)
         if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
             errors.append(f"option `{where}.batch_size_per_gpu` must be a positive int, got {bs!r}")
+        for key, choices in DATASET_CHOICES.items():
+            if key in ds and ds[key] not in choices:
+                errors.append(f"option `{where}.{key}` must be one of {choices}, got {ds[key]!r}"
+                              f"{_did_you_mean(str(ds[key]), choices)}")
         if ds.get("build_demo_if_missing") or not check_data_paths:
             continue
         for key in DATASET_PATH_KEYS:
@@ -108,22 +250,20 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
     if is_train and train:
         if train.get("total_iter") is None and train.get("total_epoch") is None:
             errors.append("option `train.total_iter` (or `train.total_epoch`) is required")
-        optim = train.get("optim")
-        if not isinstance(optim, dict) or "type" not in optim:
-            errors.append("option `train.optim.type` is required (a torch.optim class, e.g. AdamW)")
-        else:
-            import torch
-
-            if not hasattr(torch.optim, str(optim["type"])):
-                errors.append(f"option `train.optim.type`: torch.optim has no `{optim['type']}`"
-                              f"{_did_you_mean(str(optim['type']), [n for n in dir(torch.optim) if n[0].isupper()])}")
+        _check_optimisation(train, errors)
         loss = train.get("mos_loss_opt")
         if not isinstance(loss, dict):
             errors.append("option `train.mos_loss_opt` is required (e.g. {type: ScoreDistEMDLoss, r: 2})")
         else:
             _check_name("loss", loss.get("type"), "train.mos_loss_opt.type", errors)
-    for name, metric in ((opt.get("val") or {}).get("metrics") or {}).items():
+    val = opt.get("val") if isinstance(opt.get("val"), dict) else {}
+    metrics = val.get("metrics") if isinstance(val.get("metrics"), dict) else DEFAULT_VAL_METRICS
+    for name, metric in (val.get("metrics") or {}).items():
         _check_name("metric", (metric or {}).get("type"), f"val.metrics.{name}.type", errors)
+    key_metric = val.get("key_metric")
+    if isinstance(key_metric, str) and key_metric not in metrics:
+        errors.append(f"option `val.key_metric`: `{key_metric}` is not one of val.metrics {list(metrics)}"
+                      f"{_did_you_mean(key_metric, metrics)}")
 
     for key in ("pretrain_network", "pretrain_network_g", "resume_state"):
         value = (opt.get("path") or {}).get(key)

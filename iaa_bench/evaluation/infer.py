@@ -11,8 +11,12 @@ tokenised with its text settings, as in training. `--comments` is, for one image
 text itself or a file with one comment per line; for a folder, a folder of
 `<image stem>.txt` files (one comment per line; an image without one has no comments).
 Without comments MMLQ uses its learned "no comment" token; image-only models ignore text.
+A `--comments` value without spaces that contains a path separator or ends in `.txt`
+is a path and must exist. Comment files are read as UTF-8 with undecodable bytes
+replaced, as prepare_ava reads AVA-Comments, so the model sees the same text as in training.
 Prints each image's mean score (1..10) and 10-bin distribution; writes a CSV for a
 folder (default: <root>/results/<name>/infer_<folder>.csv) or when `--out` is given.
+In a folder, an unreadable image is skipped with a warning and the others are scored.
 """
 import argparse
 import csv
@@ -32,7 +36,7 @@ from iaa_bench.data import loaders
 from iaa_bench.evaluation.evaluate import build_eval_model
 from iaa_bench.evaluation.metrics import NUM_BINS
 from iaa_bench.training.run_folder import RESOLVED_OPTIONS
-from iaa_bench.utils.errors import MissingInputError, OptionError
+from iaa_bench.utils.errors import BadImageError, MissingInputError, OptionError
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, is_registered
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -142,7 +146,8 @@ class Preprocessor:
 
 def list_images(img_arg: str) -> list:
     if osp.isdir(img_arg):
-        images = sorted(p for p in glob.glob(osp.join(img_arg, "*")) if p.lower().endswith(IMAGE_EXTENSIONS))
+        images = sorted(p for p in glob.glob(osp.join(img_arg, "*"))
+                        if p.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(p))
         if not images:
             raise MissingInputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_arg}")
         return images
@@ -152,8 +157,26 @@ def list_images(img_arg: str) -> list:
 
 
 def read_comment_lines(path: str) -> list:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         return [line.strip() for line in f if line.strip()]
+
+
+def looks_like_path(text: str) -> bool:
+    """A `--comments` value meant as a file: no spaces, and a path separator or a `.txt` ending."""
+    return not any(c.isspace() for c in text) and (os.sep in text or "/" in text or text.lower().endswith(".txt"))
+
+
+def check_arguments(args, images: list) -> None:
+    """Mistakes answered before the model is built: a missing comments path, an unusable `--out`."""
+    if args.comments and not osp.exists(args.comments) and looks_like_path(args.comments):
+        raise MissingInputError(f"--comments {args.comments}: no such file or folder (comment text with "
+                                "no spaces that looks like a path is taken as one)")
+    if args.out is None:
+        return
+    if osp.isdir(args.out):
+        raise OptionError(f"--out {args.out} is a folder; give the CSV file to write")
+    if osp.exists(args.out) and any(osp.samefile(args.out, image) for image in images):
+        raise OptionError(f"--out {args.out} is one of the input images; give another file name")
 
 
 def comments_for(image: str, comments_arg, folder_mode: bool) -> list:
@@ -191,10 +214,11 @@ def infer(argv=None) -> list:
                                                      "folder's, else path.root, else the working directory).")
     args = parser.parse_args(argv)
 
+    images = list_images(args.img)
+    check_arguments(args, images)
+    folder_mode = osp.isdir(args.img)
     source = resolve_run(args.opt)
     opt = source.load(args.root)
-    images = list_images(args.img)
-    folder_mode = osp.isdir(args.img)
     model = build_eval_model(opt, args.checkpoint or source.checkpoint)
     if args.comments and not model.uses_text:
         print(f"note: {opt['name']} reads images only; --comments is ignored", file=sys.stderr)
@@ -202,11 +226,19 @@ def infer(argv=None) -> list:
 
     results = []
     for image in images:
-        mos, dist = predict_image(model, prep, image, comments_for(image, args.comments, folder_mode))
+        try:
+            mos, dist = predict_image(model, prep, image, comments_for(image, args.comments, folder_mode))
+        except (OSError, Image.DecompressionBombError) as err:  # undecodable, truncated, unreadable
+            if not folder_mode:
+                raise BadImageError(f"{image}: cannot read the image: {err}") from err
+            print(f"warning: skipped {image}: {type(err).__name__}: {err}", file=sys.stderr)
+            continue
         results.append((image, mos, dist))
         shown = "–" if dist is None else "[" + " ".join(f"{p:.3f}" for p in dist) + "]"
         print(f"{image}\tmean {mos:.3f}\tdistribution {shown}", flush=True)
 
+    if not results:
+        raise BadImageError(f"none of the {len(images)} images in {args.img} could be read")
     out = args.out or (osp.join(opt["path"]["results_root"], f"infer_{osp.basename(osp.normpath(args.img))}.csv")
                        if folder_mode else None)
     if out:
@@ -216,6 +248,6 @@ def infer(argv=None) -> list:
             writer.writerow(["img_path", "mean_score", *(f"p{i}" for i in range(1, NUM_BINS + 1))])
             for image, mos, dist in results:
                 writer.writerow([image, round(mos, 5), *([round(p, 6) for p in dist] if dist else [""] * NUM_BINS)])
-        print(f"Scores of {len(results)} images written to {out}")
+        print(f"Scores of {len(results)} of {len(images)} images written to {out}")
     return results
 

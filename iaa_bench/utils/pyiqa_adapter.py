@@ -14,6 +14,7 @@ from pyiqa.losses import build_loss
 from pyiqa.losses.iqa_losses import emd_loss as pyiqa_emd_loss
 from pyiqa.metrics import calculate_metric
 from pyiqa.models import build_model
+from pyiqa.models import lr_scheduler as pyiqa_lr_scheduler
 from pyiqa.models.base_model import BaseModel
 from pyiqa.pyiqa_cmd import main as pyiqa_cmd_main
 from pyiqa.utils.logger import get_env_info, get_root_logger, init_tb_logger
@@ -33,7 +34,8 @@ __all__ = [
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_cmd_main", "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
-    "is_registered", "registered_names", "register_metric_config",
+    "is_registered", "registered_names", "register_metric_config", "scheduler_class", "scheduler_names",
+ (Option mistakes answered before any work: counts, name, network/optimiser/scheduler keys against their signatures, attention width vs heads, key_metric, split, bad_image, num_gpu, unimplemented pyiqa options refused; 1e-4 read as a number; --force_yml YAML errors named; slurm launcher sets the rendezvous as pyiqa; dist_params honoured; GPU-less warning; infer.py: mistyped --comments path, --out folder/input image refused, unreadable folder entries skipped, Latin-1 comments decoded as prepare_ava)
 ]
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
@@ -81,3 +83,26 @@ def register_metric_config(name: str, metric_opts: dict, score_range: str, metri
     `build_network`. An entry added here is the whole registration.
     """
     DEFAULT_CONFIGS[name] = {"metric_opts": dict(metric_opts), "metric_mode": metric_mode, "score_range": score_range}
+
+
+# pyiqa's BaseModel.setup_schedulers: its own restart schedulers (MultiStepLR means its
+# MultiStepRestartLR), else any class of torch.optim.lr_scheduler.
+_PYIQA_SCHEDULERS = {"MultiStepLR": pyiqa_lr_scheduler.MultiStepRestartLR,
+                     "MultiStepRestartLR": pyiqa_lr_scheduler.MultiStepRestartLR,
+                     "CosineAnnealingRestartLR": pyiqa_lr_scheduler.CosineAnnealingRestartLR}
+
+
+def scheduler_class(name: str):
+    """The class pyiqa builds for `train.scheduler.type: name`, or None."""
+    import torch
+
+    base = torch.optim.lr_scheduler.LRScheduler
+    cls = _PYIQA_SCHEDULERS.get(name) or getattr(torch.optim.lr_scheduler, name, None)
+    concrete = isinstance(cls, type) and issubclass(cls, base) and cls is not base and not name.startswith("_")
+    return cls if concrete else None
+
+
+def scheduler_names() -> list[str]:
+    import torch
+
+    return sorted({*_PYIQA_SCHEDULERS, *(n for n in dir(torch.optim.lr_scheduler) if scheduler_class(n))})
