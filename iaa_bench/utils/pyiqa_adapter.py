@@ -35,7 +35,6 @@ __all__ = [
     "calculate_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_cmd_main", "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
     "is_registered", "registered_names", "register_metric_config", "scheduler_class", "scheduler_names",
- (Option mistakes answered before any work: counts, name, network/optimiser/scheduler keys against their signatures, attention width vs heads, key_metric, split, bad_image, num_gpu, unimplemented pyiqa options refused; 1e-4 read as a number; --force_yml YAML errors named; slurm launcher sets the rendezvous as pyiqa; dist_params honoured; GPU-less warning; infer.py: mistyped --comments path, --out folder/input image refused, unreadable folder entries skipped, Latin-1 comments decoded as prepare_ava)
 ]
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
