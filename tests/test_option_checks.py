@@ -8,6 +8,7 @@ import torch
 import yaml
 from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
 
+from iaa_bench.config import options
 from iaa_bench.config.options import load_options, resolve_device
 from iaa_bench.config.schema import validate_options
 from iaa_bench.utils.errors import OptionError
@@ -101,10 +102,12 @@ def test_yaml_error_in_force_yml_value_names_the_entry(tmp_path, data):
         _load(tmp_path, tiny_options(data), overrides=["train:total_iter=[1, 2"])
 
 
-def test_gpu_request_on_a_cpu_only_machine_warns(monkeypatch, caplog):
+def test_gpu_request_on_a_cpu_only_machine_warns(monkeypatch):
+    warnings = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(options.log, "warning", warnings.append)
     assert resolve_device({"num_gpu": 1}) == torch.device("cpu")
-    assert "num_gpu: 1 asks for a GPU but none is available" in caplog.text
+    assert warnings == ["num_gpu: 1 asks for a GPU but none is available: running on the CPU"]
 
 
 def test_many_mistakes_one_error_block_exit_2_no_folder(tmp_path, data):
