@@ -15,7 +15,7 @@ from iaa_bench.data import demo as make_demo_data
 from iaa_bench.evaluation import evaluate
 from iaa_bench.evaluation.infer import infer, resolve_run
 from iaa_bench.models import checkpoint as ckpt
-from iaa_bench.utils.errors import CheckpointError
+from iaa_bench.utils.errors import CheckpointError, OptionError
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.cli import run
 
@@ -259,3 +259,13 @@ def test_latin1_comment_file_is_decoded_as_prepare_ava_does(trained, tmp_path):
     from_file = infer([*argv, "--comments", str(comment_file)])
     as_prepared = infer([*argv, "--comments", "caf\ufffd tr\ufffds beau"])  # UTF-8 with replacement
     assert from_file[0][1] == pytest.approx(as_prepared[0][1], abs=1e-6)
+
+
+def test_text_model_fed_no_text_refuses_instead_of_reading_images_only(trained):
+    """A dataset built without text settings (e.g. by another trainer) is refused, not silently image-only."""
+    tmp, _, images = trained
+    opt = resolve_run(str(tmp / "experiments" / "tiny_mmlq")).load()
+    model = evaluate.build_eval_model(opt, str(tmp / "experiments" / "tiny_mmlq" / "models" / "net_best.pth"))
+    model.feed_data({"img": torch.rand(2, 3, 64, 64)})
+    with pytest.raises(OptionError, match="text_ids"):
+        model.test()

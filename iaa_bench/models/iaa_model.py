@@ -195,6 +195,11 @@ class IAAModel(BaseModel):
         kwargs = {k: b[k] for k in FEATURE_KEYS if k in b}  # cached frozen features, when present
         if self.uses_text:
             kwargs.update({k: b[k] for k in TEXT_KEYS if k in b})
+            if "text_ids" not in kwargs and "text_feats" not in kwargs:
+                # no comments are tokenised as empty text; a batch without text is a dataset without text settings
+                raise OptionError(f"network {type(ckpt.bare(net)).__name__} reads comments but the batch has no "
+                                  "text_ids: its dataset was built without `text:` settings; it would train and score "
+                                  "on images alone")
         img = b.get("img")
         with self._autocast():
             if self.returns_dist:
