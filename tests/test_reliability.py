@@ -84,10 +84,10 @@ def test_corrupt_latest_state_falls_back_to_the_previous_one(tmp_path, data):
     _assert_same_weights(_weights(tmp_path / "ref"), _weights(tmp_path / "run"))
 
 
-def _start_slow_run(tmp_path, opt_file, root):
+def _start_slow_run(tmp_path, opt_file, root, own_group=False):
     log = open(tmp_path / "run.log", "w")
     proc = subprocess.Popen([sys.executable, str(REPO / "iaa_bench/train.py"), "-opt", str(opt_file), "--root", str(root)],
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=own_group)
     return proc, tmp_path / "run.log"
 
 
@@ -123,14 +123,20 @@ def test_sigkill_then_auto_resume_equals_uninterrupted_run(tmp_path, data):
     assert resumed_losses == ref_losses[-len(resumed_losses):]  # the logged losses match too
 
 
-def test_sigterm_saves_a_state_before_exiting(tmp_path, data):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigterm_saves_a_state_before_exiting(tmp_path, data, workers):
+    """With DataLoader workers the whole process group is signalled, as `timeout` and Slurm's scancel do."""
     network = {"type": "TinyIAANet", "width": 8, "delay": 0.15}
     opt = tiny_options(data, total_iter=200, network=network)
+    opt["datasets"]["train"]["num_worker_per_gpu"] = workers
     opt["logger"].update(save_latest_freq=1000, save_checkpoint_freq=1000)
     opt_file = write_options(tmp_path / "tiny.yml", opt)
-    proc, log_path = _start_slow_run(tmp_path, opt_file, tmp_path)
-    _wait_for_iter(log_path, 5)
-    proc.send_signal(signal.SIGTERM)
+    proc, log_path = _start_slow_run(tmp_path, opt_file, tmp_path, own_group=True)
+    _wait_for_iter(log_path, 7)  # mid-epoch (5 iterations each): the worker is busy prefetching
+    if workers:
+        os.killpg(proc.pid, signal.SIGTERM)  # the group of the run started above, workers included
+    else:
+        proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     states = os.listdir(tmp_path / "experiments/tiny/training_states")
     assert len(states) == 1 and 5 <= int(states[0].split(".")[0]) < 200

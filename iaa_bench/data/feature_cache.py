@@ -384,7 +384,8 @@ def cached_loader(opt: dict, model, loader: DataLoader) -> DataLoader:
     dataset = CachedFeatureDataset(loader.dataset, files, opt.get("manual_seed", 0))
     return DataLoader(dataset, batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last,
                       num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                      persistent_workers=loader.persistent_workers, generator=loader.generator, collate_fn=whole_batch)
+                      persistent_workers=loader.persistent_workers, generator=loader.generator, collate_fn=whole_batch,
+                      worker_init_fn=loader.worker_init_fn)
 
 
 def apply_feature_cache(opt: dict, model, train_loader: DataLoader, val_loaders: list):

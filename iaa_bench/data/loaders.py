@@ -5,6 +5,7 @@ Seeded, resumable sampling (`EpochSampler`), each dataset's `bad_image` policy
 network's arch passed to the datasets, and the frozen-feature cache when the options enable it.
 """
 import logging
+import signal
 from os import path as osp
 
 import torch
@@ -128,6 +129,17 @@ def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
         torch.distributed.barrier()
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM / SIGINT to the main process, which saves a state and exits.
+
+    `timeout`, Slurm's scancel and Ctrl-C signal the whole process group; a worker killed by
+    it would make the main process raise ("DataLoader worker ... killed by signal") before
+    it could save. The main process shuts its workers down as usual.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
     workers = dataset_opt.get("num_worker_per_gpu", 0)
     return DataLoader(
@@ -136,7 +148,7 @@ def build_loader(opt, dataset, dataset_opt, sampler, drop_last=False):
         num_workers=workers, pin_memory=dataset_opt.get("pin_memory", False),
         persistent_workers=bool(workers) and dataset_opt.get("persistent_workers", False),
         # a private generator: creating a loader iterator must not consume the global RNG
-        generator=torch.Generator().manual_seed(opt["manual_seed"]),
+        generator=torch.Generator().manual_seed(opt["manual_seed"]), worker_init_fn=ignore_stop_signals,
     )
 
 
