@@ -15,6 +15,7 @@ import torchvision.transforms.functional as TF
 from iaa_bench.archs.frozen_encoders import create_timm_model
 from torch import nn
 
+from iaa_bench.utils.errors import WeightsUnavailableError
 from iaa_bench.utils.pyiqa_adapter import ARCH_REGISTRY, dist_to_mos
 
 
@@ -39,11 +40,20 @@ class NIMABaseline(nn.Module):
         pretrained_model_path: local NIMA checkpoint (pyiqa format, key 'params') or None.
         num_classes: score bins.
         dropout_rate: dropout before the classifier's Linear.
+        pretrained, train_dataset: pyiqa NIMA's keys, so its option files run with only
+            `type: NIMABaseline` changed. `pretrained: true` asks for pyiqa's published
+            `<base_model_name>-<train_dataset>` weights, a download: refused here, naming
+            `pretrained_model_path` for a local copy (pyiqa's default is true, this one's false).
     """
 
     def __init__(self, base_model_name: str = "vgg16", backbone_weights="timm", pretrained_model_path: str = None,
-                 num_classes: int = 10, dropout_rate: float = 0.0):
+                 num_classes: int = 10, dropout_rate: float = 0.0, pretrained: bool = False,
+                 train_dataset: str = "ava"):
         super().__init__()
+        if pretrained and not pretrained_model_path:
+            raise WeightsUnavailableError(
+                f"network.pretrained: true asks for pyiqa's published NIMA weights ({base_model_name}-{train_dataset}), "
+                "a download: set network.pretrained_model_path to a local copy, or pretrained: false")
         weights = None if pretrained_model_path else backbone_weights
         self.base_model = create_timm_model(base_model_name, weights, "network.backbone_weights", features_only=True)
         self.global_pool = nn.AdaptiveAvgPool2d(1)

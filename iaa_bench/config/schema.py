@@ -57,6 +57,58 @@ NOT_IMPLEMENTED = {
     "train.metric_loss_opt": (None, "IAAModel trains with `train.mos_loss_opt` only"),
     "scale": (1, "a super-resolution scale; IQA/IAA models have none"),
 }
+# ---- pyiqa-only options: keys of pyiqa's own option files that iaa_bench does not use, accepted with
+# one warning each (so pyiqa's files run), by section ("" = top level, "datasets.*" = every dataset).
+_FINETUNE = "DBCNN's two-stage fine-tuning; IAAModel trains with one optimiser and scheduler throughout"
+_PREFETCH = "pyiqa's prefetcher; the DataLoader prefetches (num_worker_per_gpu, pin_memory, persistent_workers)"
+PYIQA_ONLY = {
+    "": {"define": "a holder of YAML anchors, already expanded when the file was read",
+         "split_num": "pyiqa's train_nsplits.py option; iaa_bench trains one split per run",
+         "save_final_results_path": "pyiqa's train_nsplits.py option; final metrics go to "
+                                    "experiments/<name>/final_metrics.json"},
+    "logger": {"log_imgs_freq": "iaa_bench logs no images"},
+    "train": {"finetune_start_iter": _FINETUNE, "optim_finetune": _FINETUNE, "scheduler_finetune": _FINETUNE,
+              "use_ref": "full-reference training; aesthetics models are no-reference"},
+    "datasets.*": {"dataset_enlarge_ratio": "each epoch is one pass over the split; set train.total_iter",
+                   "prefetch_mode": _PREFETCH, "num_prefetch_queue": _PREFETCH},
+}
+
+
+def pyiqa_only_options(opt: dict) -> list:
+    """(option path, why unused) of every pyiqa-only key present in `opt`."""
+    found = []
+    for section, keys in PYIQA_ONLY.items():
+        if section == "datasets.*":
+            nodes = {f"datasets.{p}": d for p, d in (opt.get("datasets") or {}).items() if isinstance(d, dict)}
+        else:
+            nodes = {section: opt if section == "" else opt.get(section)}
+        for where, node in nodes.items():
+            found += [(f"{where}.{k}" if where else k, why) for k, why in keys.items() if isinstance(node, dict)
+                      and k in node]
+    return found
+
+
+def _check_pyiqa_only(opt, errors):
+    """Warn once per pyiqa-only key; refuse the values that would change what a run means."""
+    import logging
+
+    from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
+
+    for option, why in pyiqa_only_options(opt):
+        logging.getLogger(LOGGER_NAME).warning(f"option `{option}` is pyiqa's and not used here: {why}")
+    model_type = opt.get("model_type")
+    if isinstance(model_type, str) and is_registered("model", model_type):
+        from iaa_bench.models.iaa_model import FIXED_PYIQA_MODEL_TYPES
+        from iaa_bench.utils.pyiqa_adapter import MODEL_REGISTRY
+
+        if model_type not in FIXED_PYIQA_MODEL_TYPES and MODEL_REGISTRY.get(model_type).__module__.startswith("pyiqa."):
+            errors.append(f"option `model_type: {model_type}`: pyiqa's {model_type} is not supported (its own "
+                          f"training steps and checkpoints are not iaa_bench's); use IAAModel, or DistIQAModel / "
+                          f"GeneralIQAModel, which run on it")
+    if (opt.get("train") or {}).get("use_ref"):
+        errors.append("option `train.use_ref: true`: full-reference training is not supported; IAAModel is no-reference")
+
+
 # Width / head-count pairs of attention archs (timm's embed_dim, MMLQ's dim): width % heads must be 0.
 ATTENTION_WIDTHS = ("dim", "embed_dim", "d_model", "hidden_dim")
 
@@ -74,6 +126,8 @@ def _check_section(opt, section, errors):
     schema = SCHEMA[section]
     prefix = f"{section}." if section else ""
     for key, value in node.items():
+        if key in PYIQA_ONLY.get(section, ()):
+            continue  # see _check_pyiqa_only
         if key not in schema:
             errors.append(f"unknown option `{prefix}{key}`{_did_you_mean(key, schema, prefix)}")
         elif value is not None and not isinstance(value, schema[key]) or isinstance(value, bool) and schema[key] is NUMBER:
@@ -223,6 +277,7 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
             _check_network(opt["network"], errors)
     _check_counts(opt, errors)
     _check_not_implemented(opt, errors)
+    _check_pyiqa_only(opt, errors)
 
     for phase, ds in (opt.get("datasets") or {}).items():
         where = f"datasets.{phase}"
@@ -250,6 +305,9 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
     if is_train and train:
         if train.get("total_iter") is None and train.get("total_epoch") is None:
             errors.append("option `train.total_iter` (or `train.total_epoch`) is required")
+        elif train.get("total_iter") is not None and train.get("total_epoch") is not None:
+            errors.append(f"options `train.total_iter: {train['total_iter']}` and `train.total_epoch: "
+                          f"{train['total_epoch']}` conflict: give one (set the other to ~)")
         _check_optimisation(train, errors)
         loss = train.get("mos_loss_opt")
         if not isinstance(loss, dict):

@@ -37,6 +37,7 @@ from iaa_bench.training.run_folder import (
     write_resolved_options,
 )
 from iaa_bench.utils.atomic import atomic_write_json
+from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, get_env_info
 
 log = logging.getLogger(LOGGER_NAME)
@@ -89,8 +90,11 @@ def train_pipeline(argv=None):
     sampler = train_loader.sampler  # kept when the feature cache swaps the loader
     iters_per_epoch = len(sampler) // train_loader.batch_size
     if iters_per_epoch == 0:
-        raise ValueError(f"datasets.train.batch_size_per_gpu={train_loader.batch_size} is larger than the "
-                         f"{len(sampler)} training samples per process")
+        train_opt = opt["datasets"]["train"]  # pyiqa's AVADataset moves val_num (default 2000) images into val
+        val_num = train_opt.get("val_num", 2000 if train_opt.get("type") == "AVADataset" else None)
+        hint = f" (datasets.train.val_num: {val_num} moves that many training images into val)" if val_num else ""
+        raise OptionError(f"datasets.train.batch_size_per_gpu={train_loader.batch_size} is larger than the "
+                          f"{len(sampler)} training samples per process{hint}")
     train_opt = opt["train"]
     if train_opt.get("total_epoch") is not None:
         train_opt["total_iter"] = int(train_opt["total_epoch"]) * iters_per_epoch
