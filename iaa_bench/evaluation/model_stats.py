@@ -2,10 +2,11 @@
 
     python iaa_bench/model_stats.py -opt options/mmlq_ava.yml [--random-init] [--tokens L]
 
-The network of the option file is built (`--random-init`: its frozen encoders get random
-weights of the right shapes, so no checkpoint is needed) and its trainable part runs once on
-random encoder features of one sample (image tokens x width, `L` text tokens all attended),
-as the frozen-feature cache feeds it. MACs are counted with forward hooks in two conventions:
+The network of the option file is built (`--random-init`: with random-init encoders as timm's
+`pretrained=False` and a BERT config give them, built on PyTorch's meta device so they hold
+shapes but no memory, and never run) and its trainable part runs once on random encoder
+features of one sample (image tokens x width, `L` text tokens all attended), as the
+frozen-feature cache feeds it. MACs are counted with forward hooks in two conventions:
 - `gmacs`, as thop counts (`thop/profile.py`, `thop/vision/basic_hooks.py`): each nn.Linear
   in_features x out_features per token, each affine nn.LayerNorm 4 per element; activations,
   softmax and attention matmuls count nothing. The third-party 6.19 G of the authors' code is
@@ -149,7 +150,7 @@ def model_stats(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="Parameters and MACs per sample of a network's trainable part.")
     parser.add_argument("-opt", required=True, help="option file")
     parser.add_argument("--random-init", action="store_true",
-                        help="random-init frozen encoders of the same shapes (no weights needed)")
+                        help="frozen encoders of the same shapes without weights (no checkpoint needed)")
     parser.add_argument("--tokens", type=int, default=None, help="text tokens (default: text_encoder.max_length)")
     args = parser.parse_args(argv)
     network_opt = load_yaml(args.opt)["network"]

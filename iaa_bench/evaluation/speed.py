@@ -15,8 +15,9 @@ size throughout, on CUDA when present, else CPU. Measures:
   the achieved FLOP/s as a fraction of a float32 2048^3 matmul peak measured here;
 - peak resident memory (ru_maxrss).
 `--paper-size` swaps in random-init ViT-L/14 (224 px) + BERT-base-shaped (512 tokens)
-encoders and the paper-size head (d=768, 32+32 queries, 6 blocks); on CUDA the encoders
-run in bfloat16 and the trainable part under bf16 autocast. Ends with one `SUMMARY` line.
+encoders and options/mmlq_ava.yml's head (d=768, 32+32 queries, 6 blocks: assumed, the paper
+does not state them); on CUDA the encoders run in bfloat16 and the trainable part under bf16
+autocast. Ends with one `SUMMARY` line.
 """
 import argparse
 import os
@@ -42,7 +43,7 @@ def parse_args(argv=None):
 
 
 def paper_size(opt: dict, cuda: bool) -> None:
-    """The paper's shapes with random weights (no CLIP/BERT checkpoints needed)."""
+    """options/mmlq_ava.yml's shapes with random weights (no CLIP/BERT checkpoints needed)."""
     dtype = "bfloat16" if cuda else None
     opt["network"].update(
         image_encoder=dict(name="vit_large_patch14_clip_224", weights=None, img_size=224, dtype=dtype),
