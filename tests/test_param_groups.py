@@ -27,9 +27,9 @@ def test_mmlq_decays_weights_but_not_queries_null_token_norms_or_biases():
     trainable = {k for k, p in model.net.named_parameters() if p.requires_grad}
     assert set(decay) == trainable  # every trainable parameter once, no frozen one
     exempt = {"queries.visual", "queries.textual", "null_text", "context_proj.visual.1.weight",
-              "blocks.0.self_attn.norm.weight", "blocks.0.cross_attn.textual.layer.q.bias", "head.mlp.0.bias"}
+              "blocks.0.self_attn.norm.weight", "blocks.0.cross_attn.textual.layer.q.bias", "head.layers.0.bias"}
     decayed = {"blocks.0.self_attn.layer.q.weight", "blocks.1.ffn.layer.fc2.weight", "context_proj.textual.0.weight",
-               "head.mlp.3.weight"}
+               "head.layers.3.weight"}
     assert all(decay[k] == (0.0, 3e-4) for k in exempt)
     assert all(decay[k] == (0.05, 3e-4) for k in decayed)
     assert {k for k, (wd, _) in decay.items() if wd} == {k for k in trainable if k.endswith(".weight")
