@@ -1,4 +1,6 @@
 """pyiqa's own option files: its extra keys, model types, schedules and NIMA keys."""
+import re
+
 import pytest
 from conftest import tiny_options, write_options, write_tiny_ava
 
@@ -54,3 +56,19 @@ def test_nima_baseline_takes_pyiqa_nima_keys():
     assert build_network({**keys, "pretrained": False}).classifier[-2].out_features == 10
     with pytest.raises(WeightsUnavailableError, match="pretrained_model_path"):
         build_network({**keys, "pretrained": True})
+
+
+@pytest.mark.parametrize("model_type, unit, lr_iter2, lr_iter3, logged", [
+    ("DistIQAModel", None, 1e-3, 5e-4, "epoch"),  # pyiqa's model type: pyiqa's per-epoch stepping (2 iters/epoch)
+    ("DistIQAModel", "iter", 5e-4, 5e-4, "iteration"),
+    ("IAAModel", None, 5e-4, 5e-4, "iteration"),  # iaa_bench's own: per iteration
+])
+def test_scheduler_unit_keeps_pyiqa_epochs_unless_told(data, tmp_path, model_type, unit, lr_iter2, lr_iter3, logged):
+    opt = tiny_options(data, total_iter=3, model_type=model_type)
+    opt["train"]["scheduler"] = {"type": "MultiStepLR", "milestones": [1], "gamma": 0.5, **({"unit": unit} if unit else {})}
+    opt["val"]["val_freq"] = 100
+    train_pipeline(["-opt", str(write_options(tmp_path / "t.yml", opt)), "--root", str(tmp_path)])
+    log = next((tmp_path / "experiments" / "tiny").glob("train_tiny_*.log")).read_text()
+    lrs = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"iter +(\d+), lr \(([0-9.e+-]+)", log)}
+    assert (lrs[1], lrs[2], lrs[3]) == (1e-3, lr_iter2, lr_iter3)
+    assert f"LR scheduler MultiStepLR steps once per {logged}" in log

@@ -250,7 +250,10 @@ def _check_optimisation(train, errors):
             errors.append(f"option `train.scheduler.type`: no scheduler `{scheduler.get('type')}`"
                           f"{_did_you_mean(str(scheduler.get('type')), scheduler_names())}")
         else:
-            _check_call_options("train.scheduler", cls.__init__, scheduler, errors, first=2)
+            _check_call_options("train.scheduler", cls.__init__, {k: v for k, v in scheduler.items() if k != "unit"},
+                                errors, first=2)
+        if scheduler.get("unit", "iter") not in ("iter", "epoch"):
+            errors.append(f"option `train.scheduler.unit` must be `iter` or `epoch`, got {scheduler['unit']!r}")
 
 
 def validate_options(opt: dict, is_train: bool = True, source: str = "<options>", check_data_paths: bool = True) -> None:

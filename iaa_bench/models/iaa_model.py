@@ -80,6 +80,9 @@ def build_iaa_model(opt):
     """The registered model of `opt` (pyiqa's DistIQAModel / GeneralIQAModel run on IAAModel)."""
     if opt.get("model_type") in FIXED_PYIQA_MODEL_TYPES:
         log.info(f"model_type {opt['model_type']} runs on IAAModel (same contract, iaa_bench's fixes)")
+        scheduler = (opt.get("train") or {}).get("scheduler")
+        if scheduler and "unit" not in scheduler:
+            scheduler["unit"] = "epoch"  # pyiqa's own trainer steps its schedulers once per epoch
         opt = {**opt, "model_type": "IAAModel"}
     return build_model(opt)
 
@@ -147,8 +150,20 @@ class IAAModel(BaseModel):
                               "`outputs_dist = True` (see the README's architecture contract)")
         self.cri_mos = build_loss(train_opt["mos_loss_opt"]).to(self.device)
         self.setup_optimizers()
+        self.scheduler_unit = "iter"
         if train_opt.get("scheduler"):
             self.setup_schedulers()
+
+    def setup_schedulers(self):
+        """pyiqa's schedulers; `unit` is iaa_bench's (iter: the training loop steps them every
+        iteration, the default; epoch: once per epoch, as pyiqa's trainer) and no constructor argument."""
+        scheduler = self.opt["train"]["scheduler"]
+        self.scheduler_unit = scheduler.pop("unit", "iter")
+        name = scheduler.get("type")
+        super().setup_schedulers()
+        log.info(f"LR scheduler {name} steps once per {'iteration' if self.scheduler_unit == 'iter' else 'epoch'} "
+                 f"(train.scheduler.unit: {self.scheduler_unit}): its milestones / periods / T_max count "
+                 f"{self.scheduler_unit}s")
 
     def setup_optimizers(self):
         """Only trainable parameters, in timm-style weight-decay groups (`param_groups`).

@@ -6,8 +6,9 @@ long runs (see README "pyiqa defects fixed"):
 - resume works on CPU and restores network weights, optimizers, schedulers, grad scaler,
   counters, best metrics and RNG states, continuing mid-epoch at the exact batch;
 - `--auto_resume` looks under the run's own output root, newest *good* state first;
-- the LR scheduler steps once per **iteration** (milestones, periods and warmup_iter are
-  in iterations), not once per epoch;
+- the LR scheduler unit is explicit: `train.scheduler.unit: iter` steps it once per
+  iteration (iaa_bench's default; milestones, periods and warmup_iter in iterations),
+  `epoch` once per epoch as pyiqa's trainer does (the default for pyiqa's model types);
 - DDP works on CPU (gloo) as on CUDA (nccl); only rank 0 writes files;
 - pyiqa's `DistIQAModel` / `GeneralIQAModel` option files run on `IAAModel`, which keeps
   their contract with these fixes.
@@ -121,6 +122,7 @@ def train_pipeline(argv=None):
     warmup = int(train_opt.get("warmup_iter", -1))
     batch_size = train_loader.batch_size * opt["world_size"]
 
+    per_epoch = getattr(model, "scheduler_unit", "iter") == "epoch"
     stop = StopRequest()
     stop.install()
     bar = tqdm(total=total_iters, initial=start_iter, desc=opt["name"], unit="it", disable=not opt["show_progress"])
@@ -141,9 +143,12 @@ def train_pipeline(argv=None):
                 if "img" not in batch and "image_feats" not in batch:
                     continue  # every image of this batch was unreadable
             current_iter += 1
-            model.update_learning_rate(current_iter, warmup_iter=warmup)
+            if not per_epoch:
+                model.update_learning_rate(current_iter, warmup_iter=warmup)
             model.feed_data(batch)
             model.optimize_parameters(current_iter)
+            if per_epoch and current_iter % iters_per_epoch == 0:
+                model.update_learning_rate(epoch + 2, warmup_iter=warmup)  # pyiqa's call at the end of an epoch
             bar.update(1)
             if current_iter % print_freq == 0:
                 rate = (current_iter - it_start) * batch_size / max(time.time() - t_start, 1e-9)
