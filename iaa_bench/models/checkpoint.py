@@ -5,10 +5,12 @@ so a crash or a full disk never leaves a half-written checkpoint where a good on
 Network checkpoints hold only trainable weights plus the identity of each frozen
 encoder (frozen weights are reloaded from their source, and the identity is checked).
 Training states hold everything needed to continue bit-for-bit: network, optimizers,
-schedulers, grad scaler, counters, best metrics and every RNG state.
+schedulers, grad scaler, counters, best metrics and every RNG state. Both are loaded with
+`weights_only=True` (see `safe_load`): a checkpoint file is data, never code.
 """
 import logging
 import os
+import pickle
 import random
 import re
 from os import path as osp
@@ -45,13 +47,33 @@ def network_checkpoint(net: torch.nn.Module) -> dict:
             "frozen_identity": frozen_identity(net)}
 
 
+def _state_globals() -> list:
+    """What a training state holds beyond tensors and containers: NumPy's RNG state (an
+    array) and NumPy scalars (metric values). Nothing here can run code when unpickled."""
+    import numpy as np
+
+    return [np.ndarray, np.dtype, np.empty(0).__reduce__()[0], np.float64(0).__reduce__()[0],
+            *(type(np.dtype(t)) for t in ("uint32", "float32", "float64"))]
+
+
+def safe_load(path: str, training_state: bool = False):
+    """torch.load with `weights_only=True`: tensors, containers and plain values only (plus
+    `_state_globals` for a training state), so a checkpoint cannot run code when loaded."""
+    try:
+        with torch.serialization.safe_globals(_state_globals() if training_state else []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"Refusing to load {path}: it holds Python objects that loading would run, not "
+                              f"only weights ({str(err).splitlines()[-1] if str(err) else err})") from err
+
+
 def load_network_checkpoint(net: torch.nn.Module, ckpt, strict: bool = True, param_key: str = "params") -> None:
     """Load a network checkpoint (ours, or a pyiqa-style full state dict under `param_key`)."""
     from iaa_bench.archs.frozen_encoders import load_trainable_state_dict
 
     net = bare(net)
     if isinstance(ckpt, str):
-        ckpt = torch.load(ckpt, map_location="cpu", weights_only=False)
+        ckpt = safe_load(ckpt)
     params = ckpt.get(param_key, ckpt.get("params", ckpt)) if isinstance(ckpt, dict) else ckpt
     params = {k[7:] if k.startswith("module.") else k: v for k, v in params.items()}
     identity = ckpt.get("frozen_identity") if isinstance(ckpt, dict) else None
@@ -113,7 +135,7 @@ def load_latest_state(folder: str):
     for it in state_iters(folder):
         path = osp.join(folder, f"{it}{STATE_SUFFIX}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = safe_load(path, training_state=True)
             if not isinstance(state, dict) or state.get("iter") != it:
                 raise CheckpointError("content does not match its file name")
         except Exception as err:  # truncated or corrupt file: fall back to the previous one

@@ -10,8 +10,6 @@ import sys
 import time
 from os import path as osp
 
-import torch
-
 from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, get_root_logger
 
@@ -61,7 +59,7 @@ def find_resume_state(opt):
         return ckpt.load_latest_state(opt["path"]["training_states"])
     path = opt["path"].get("resume_state")
     if path:
-        return path, torch.load(path, map_location="cpu", weights_only=False)
+        return path, ckpt.safe_load(path, training_state=True)
     return None, None
 
 
