@@ -38,20 +38,19 @@ def _fresh_interpreter(code: str) -> subprocess.CompletedProcess:
                           env=env, cwd=REPO)
 
 
-def test_import_iaa_bench_leaves_the_process_unchanged():
+IMPORTS = {  # how a process comes to import iaa_bench
+    "import iaa_bench": "import iaa_bench\nassert 'MMLQ' in pyiqa.utils.registry.ARCH_REGISTRY\n",
+    "pyiqa entry point": ("assert 'iaa_bench' not in sys.modules\n"
+                          "from pyiqa.utils.registry import ARCH_REGISTRY\nARCH_REGISTRY.get('MMLQ')\n"
+                          "assert 'iaa_bench' in sys.modules  # loaded through pyiqa's entry points\n"),
+}
+
+
+@pytest.mark.parametrize("how", list(IMPORTS))
+def test_importing_iaa_bench_leaves_the_process_unchanged(how):
     # pyiqa's own imports (torch, cv2, timm, transformers) change the environment themselves: baseline after them.
-    out = _fresh_interpreter("import pyiqa, timm, transformers\nbefore = snapshot()\n"
-                             "import iaa_bench\nassert 'MMLQ' in pyiqa.utils.registry.ARCH_REGISTRY\n"
-                             "compare(before, snapshot())\n")
-    assert "UNCHANGED" in out.stdout, out.stderr[-3000:]
-
-
-def test_pyiqa_entry_point_import_leaves_the_process_unchanged():
-    out = _fresh_interpreter("import pyiqa, timm, transformers\nbefore = snapshot()\n"
-                             "assert 'iaa_bench' not in sys.modules\n"
-                             "from pyiqa.utils.registry import ARCH_REGISTRY\nARCH_REGISTRY.get('MMLQ')\n"
-                             "assert 'iaa_bench' in sys.modules  # loaded through pyiqa's entry points\n"
-                             "compare(before, snapshot())\n")
+    out = _fresh_interpreter("import pyiqa, timm, transformers\nbefore = snapshot()\n" + IMPORTS[how]
+                             + "compare(before, snapshot())\n")
     assert "UNCHANGED" in out.stdout, out.stderr[-3000:]
 
 

@@ -1,7 +1,7 @@
 """Leaderboard files and the human split-half ceiling, on synthetic AVA-like votes.
 
-The synthetic votes mimic AVA (NOTES §2-3): ~80-300 votes per image around a mean of
-~5.4, so the ceiling lands in the regime NOTES reports for real histograms.
+The synthetic votes mimic AVA (assumed: ~80-300 votes per image around a mean of ~5.4),
+so the ceiling lands near the real-AVA value the README quotes (0.978, not measured here).
 """
 import csv
 import math
@@ -236,7 +236,7 @@ def test_ceiling_corrected_exceeds_split_half(data):
         raw = ceiling[f"split_half_{metric}"]
         assert 0.0 < raw < ceiling[metric] < 1.0
         assert ceiling[metric] == pytest.approx(spearman_brown(raw))
-    assert ceiling["srcc"] > 0.9  # AVA-like vote counts give an AVA-like ceiling (NOTES §3: 0.978)
+    assert ceiling["srcc"] > 0.9  # AVA-like vote counts give an AVA-like ceiling (README: 0.978 on AVA)
 
 
 def test_ceiling_deterministic_per_seed(data):

@@ -1,6 +1,7 @@
 """Readers for the raw AVA / AVA-Comments files and the prepared comments store.
 
-Raw formats (NOTES.md §2): `AVA.txt` (15 space-separated integer columns) or its CSV
+Raw formats, as the AVA and AVA-Comments downloads ship them: `AVA.txt` (15 space-separated
+integer columns: index, image id, ten vote counts, two tag ids, challenge id) or its CSV
 variant `image_id,score2..score11,tag1,tag2,tag3`; `AVA_Comments_Full.txt` with one
 `<n>#<image_id>#<c1>#<c2>...` line per image; `.jpgl` id lists. Every reader streams
 line by line and raises `InputFormatError` naming the file and line of the first bad line.

@@ -28,10 +28,9 @@ Scale (real AVA: 255,530 rows, ~3.6 M comments, 2 cores):
   (tens of minutes on 2 cores) and scales with `--workers`.
 - In training, JPEG decode + resize is ~5-10 ms per image per worker, and tokenising
   one image's comments ~1 ms; use DataLoader `num_workers` ≈ cores. The frozen encoders
-  cost far more (≈66 ms/image EfficientNet-Lite0, 19-137 ms MiniLM on CPU), so a
-  frozen-feature cache keyed by image id (encoder outputs computed once) plugs in
-  after `AVACommentsDataset`, between the dataset and the model, and makes epochs
-  after the first cost only the trainable head.
+  cost far more (README, Performance), which is what the frozen-feature cache
+  (`iaa_bench.data.feature_cache`, option `feature_cache:`) is for: encoder outputs are
+  computed once, and later epochs cost only the trainable part.
 """
 import argparse
 import json

@@ -52,6 +52,7 @@ from iaa_bench.utils.offline import (
     WeightsUnavailableError,
     weights_required,
 )
+from iaa_bench.utils.pyiqa_adapter import create_metric
 
 BENCHMARK_KEYS = {"name", "dataset", "split", "train_missing", "ceiling", "models"}
 MODEL_KEYS = {"name", "opt", "checkpoint", "modality", "pyiqa_metric"}
@@ -119,12 +120,10 @@ class ModelSkipped(IAABenchError):
 
 def evaluate_pyiqa_metric(entry: dict, loader, show_progress: bool):
     """Score a published pyiqa model (image only) on the reference loader's images."""
-    import pyiqa
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         with weights_required(f"models[{entry['name']}].pyiqa_metric", "pyiqa's weights"):
-            metric = pyiqa.create_metric(entry["pyiqa_metric"], as_loss=False, device=device)
+            metric = create_metric(entry["pyiqa_metric"], as_loss=False, device=device)
     except WeightsUnavailableError as err:
         hint = "" if ALLOW_DOWNLOAD else "; run once with IAA_BENCH_ALLOW_DOWNLOAD=1 on a connected machine"
         cause = err.__cause__

@@ -1,7 +1,7 @@
 """Leaderboard: turn predictions into rows and write CSV, Markdown and PNG results.
 
 Pure functions, no model code: the benchmark runs models and hands their predicted
-and ground-truth (N, 10) distributions here. The human split-half ceiling (NOTES §3)
+and ground-truth (N, 10) distributions here. The human split-half ceiling (`human_ceiling`)
 is the reference every model row is read against.
 
 Every file is written atomically (temporary file in the same folder, then
