@@ -156,7 +156,8 @@ def _get(opt, dotted):
     return True, node
 
 
-def _check_counts(opt, errors):
+def _check_values(opt, errors):
+    """Counts are whole numbers (not nan, inf or 0.5) above their least value; num_gpu and name are usable."""
     for option, least in COUNTS.items():
         found, value = _get(opt, option)
         if not found or value is None:
@@ -278,7 +279,7 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
         _check_name("arch", opt["network"].get("type"), "network.type", errors)
         if isinstance(opt["network"].get("type"), str) and is_registered("arch", opt["network"]["type"]):
             _check_network(opt["network"], errors)
-    _check_counts(opt, errors)
+    _check_values(opt, errors)
     _check_not_implemented(opt, errors)
     _check_pyiqa_only(opt, errors)
 
