@@ -10,7 +10,9 @@ Options (pyiqa dataset schema):
     split: train|val|test (default: phase) -- rows with that `official_split` code
     augment: pyiqa's transform options (resize, hflip, random_crop, ...); img_range: 1.0
     text: {tokenizer: name or path ('offline-minilm'), max_length: 512, separator: ' ',
-           comment_fraction: 1.0, seed: 0}
+           comment_fraction: 1.0, seed: 0}; `tokenizer: hashed-ngrams` (with `buckets`,
+           `ngram`) gives hashed word n-grams of the whole comment set instead
+           (iaa_bench/data/ngrams.py; no max_length)
 
 Sample keys: `img` (3,H,W float in [0, img_range]), `mos_dist` (10 vote shares, sum 1),
 `mos_label` (shape (1,), MOS on the 1..10 scale -- pyiqa's AVADataset divides it by 10,
@@ -42,13 +44,26 @@ import torch
 from PIL import Image
 
 from iaa_bench.data.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
+from iaa_bench.data.ngrams import HASHED_NGRAMS, HashedNgrams
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
 TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
 
 
+def build_tokenizer(text_opt: dict):
+    """The dataset's text tokenizer (shared with infer): a pre-trained encoder's, or hashed n-grams."""
+    if text_opt["tokenizer"] == HASHED_NGRAMS:
+        return HashedNgrams(text_opt.get("buckets", 2 ** 18), text_opt.get("ngram", 2))
+    from iaa_bench.utils.pretrained import load_tokenizer
+
+    return load_tokenizer(text_opt["tokenizer"], "datasets.*.text.tokenizer")
+
+
 def tokenize_comments(tokenizer, comments: list, text_opt: dict) -> dict:
-    """`text_ids`, `text_mask` (max_length,) of comments joined with the separator (shared with infer)."""
+    """`text_ids`, `text_mask` of comments joined with the separator (shared with infer): (max_length,)
+    for an encoder's tokenizer, every hashed n-gram of the whole text for `HashedNgrams`."""
+    if isinstance(tokenizer, HashedNgrams):
+        return tokenizer(text_opt["separator"].join(comments))
     tokens = tokenizer(text_opt["separator"].join(comments), max_length=text_opt["max_length"], truncation=True,
                        padding="max_length", return_tensors="pt")
     return {"text_ids": tokens["input_ids"][0].long(), "text_mask": tokens["attention_mask"][0].long()}
@@ -69,9 +84,7 @@ class AVACommentsDataset(BaseIQADataset):
         self.store = CommentStore(root)
         self.epoch = 0
         if self.text_opt is not None:
-            from iaa_bench.utils.pretrained import load_tokenizer
-
-            self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
+            self.tokenizer = build_tokenizer(self.text_opt)
 
     def get_split(self, opt):
         split = opt.get("split", self.phase)

@@ -81,6 +81,9 @@ def test_key_changes_with_encoder_image_size_max_length_and_data(demo, tmp_path)
     def folder(net, ds):
         return fc.cache_folder(str(tmp_path), fc.describe(net, ds, "float16"))
 
+    def image_folder(net, ds):
+        return fc.cache_folder(str(tmp_path), fc.describe(net, ds, "float16", kinds=("image",)))
+
     base = folder(tiny_mmlq(), dataset(demo))
     assert folder(tiny_mmlq(seed=1), dataset(demo)) == base  # trainable weights do not matter
     image_64 = dict(NETWORK["image_encoder"], name="resnet14t")
@@ -94,6 +97,10 @@ def test_key_changes_with_encoder_image_size_max_length_and_data(demo, tmp_path)
         fc.cache_folder(str(tmp_path), fc.describe(tiny_mmlq(), dataset(demo), "float32")),
     ]
     assert len({base, *changed}) == len(changed) + 1
+    # one cache per encoder: what else differs (text settings, the other branch) does not matter
+    image_base = image_folder(tiny_mmlq(), dataset(demo))
+    assert image_folder(tiny_mmlq(modality="image"), dataset(demo, max_length=16)) == image_base
+    assert image_folder(tiny_mmlq(image_encoder=image_64), dataset(demo)) != image_base
 
 
 def test_random_augments_and_comment_subsets_are_refused(demo):
@@ -109,7 +116,7 @@ def test_hflip_is_a_second_view_drawn_per_sample(demo, tmp_path):
     net = tiny_mmlq(modality="image")
     ds = dataset(demo, augment={"resize": [64, 64], "hflip": True})
     loader = cached(tmp_path, net, loader_of(ds, batch_size=len(ds)))
-    assert loader.dataset.files.image.shape[1] == 2
+    assert loader.dataset.files["image"].image.shape[1] == 2
     img = next(iter(loader_of(fc.deterministic_view(ds), batch_size=len(ds))))["img"]
     views = [net.encode_image(img), net.encode_image(img.flip(-1))]
     draws = []
@@ -139,8 +146,8 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     net.text_encoder.forward = crash_after_two_batches
     with pytest.raises(KeyboardInterrupt):
         fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "b")}, "cpu", show_progress=False)
-    folder = fc.cache_folder(str(tmp_path / "b"), fc.describe(net, ds, "float16"))
-    assert np.fromfile(Path(folder) / "done.bin", np.uint8).sum() == 8
+    folder = fc.cache_folder(str(tmp_path / "b"), fc.describe(net, ds, "float16", kinds=("text",)))
+    assert np.fromfile(Path(folder) / "done.bin", np.uint8).sum() == 8  # the image cache was built first
     assert not fc._read_meta(folder)["complete"]
 
     calls.clear()
@@ -148,7 +155,8 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     resumed = fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "b")}, "cpu", show_progress=False)
     assert sum(calls) == len(ds) - 8  # only the rest was encoded
     assert fc._read_meta(folder)["complete"]
-    assert np.array_equal(resumed.image, reference.image) and np.array_equal(resumed.text, reference.text)
+    assert np.array_equal(resumed["image"].image, reference["image"].image)
+    assert np.array_equal(resumed["text"].text, reference["text"].text)
 
 
 def test_cached_epoch_decodes_no_image_and_tokenises_nothing(demo, tmp_path, monkeypatch):
@@ -197,7 +205,8 @@ def test_cached_training_under_two_process_torchrun(demo, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "FINAL cached_ddp iter=3" in out.stdout
     folders = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert [f.split("-")[0] for f in folders] == ["train", "val"]
+    assert [f.split("-")[:2] for f in folders] == [["train", "image"], ["train", "text"], ["val", "image"],
+                                                   ["val", "text"]]
     for folder in folders:
         assert fc._read_meta(tmp_path / "cache" / folder)["complete"]
         assert np.fromfile(tmp_path / "cache" / folder / "done.bin", np.uint8).all()

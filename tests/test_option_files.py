@@ -36,9 +36,12 @@ def allowed_twin_difference(key: str) -> bool:
             or key.startswith("train.optim.lr_") or parts[0] == "datasets" and parts[2:3] == ["text"])
 
 
+BASELINES = ("mmlq_image", "mmlq_text", "nima", "cnniqa", "bag_of_ngrams", "pooled_image_mlp", "late_fusion")
+
+
 def test_expected_files_exist():
     names = {p.stem for p in MODEL_FILES}
-    for model in ("mmlq", "mmlq_image", "mmlq_text", "nima", "cnniqa"):
+    for model in ("mmlq", *BASELINES):
         assert {f"{model}_demo", f"{model}_ava"} <= names
 
 
@@ -58,12 +61,13 @@ def test_valid_except_data_a_user_prepares(path, monkeypatch):
                          ids=["demo", "ava"])
 def test_twins_differ_only_in_allowed_keys(twins, reference):
     base = load_yaml(str(OPTIONS / reference))
-    assert len(twins) == 4
+    assert len(twins) == len(BASELINES)
     for path in twins:
         opt = load_yaml(str(path))
         extra = set()
-        if opt["network"]["type"] != "MMLQ":
+        if "image_encoder" not in opt["network"]:  # no frozen encoder (the text of BagOfNgrams is hashed n-grams)
             extra = {"feature_cache.enabled"}  # nothing frozen to cache when the whole network trains
+            assert opt["feature_cache"]["enabled"] is False
         wrong = {k for k in differing_keys(base, opt) if not allowed_twin_difference(k)} - extra
         assert not wrong, f"{path.name} differs from {reference} in {sorted(wrong)}"
         assert opt["name"] == path.stem
@@ -80,7 +84,8 @@ def test_ablations_and_what_their_datasets_load():
     for suffix in ("demo", "ava"):
         for name, modality, tokenises in (("mmlq", "both", True), ("mmlq_image", "image", False),
                                           ("mmlq_text", "text", True), ("nima", None, False),
-                                          ("cnniqa", None, False)):
+                                          ("cnniqa", None, False), ("bag_of_ngrams", None, True),
+                                          ("pooled_image_mlp", "image", False), ("late_fusion", "both", True)):
             opt = load_yaml(str(OPTIONS / f"{name}_{suffix}.yml"))
             assert opt["network"].get("modality") == modality
             assert ("text" in dataset_options(opt, opt["datasets"]["test"])) == tokenises, name
@@ -131,6 +136,6 @@ def test_demo_networks_build_offline(path, forbid_sockets):
     net = build_net(load_yaml(str(path))["network"])
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert trainable > 0
-    if load_yaml(str(path))["network"]["type"] == "MMLQ":
+    if "image_encoder" in load_yaml(str(path))["network"]:
         frozen = [m for m in (net.image_encoder, net.text_encoder) if m is not None]
         assert frozen and not any(p.requires_grad for m in frozen for p in m.parameters())

@@ -10,10 +10,12 @@ epoch costs about the trainable part only, and its memory does not grow with the
 Options (top level): `feature_cache: {enabled, dir (default feature_cache; relative to the output root),
 dtype: float16|float32, batch_size (build; default the loader's), flush_seconds: 30}`.
 
-One cache is a folder `<dir>/<split>-<key>`; the key hashes everything that determines
-its content (encoder identities, deterministic preprocessing, views, tokenizer and
-max_length, the split's rows, the comments file, storage dtype), so any change builds a
-new folder. Files:
+One cache is a folder `<dir>/<split>-<image|text>-<key>` per frozen encoder; the key hashes
+everything that determines its content (the encoder's identity, deterministic
+preprocessing and views, or tokenizer and max_length; the split's rows, the comments file,
+storage dtype), so any change builds a new folder, and every network with the same
+encoder on the same data reads the same folder (MMLQ, its ablations and the pooled
+baselines share one image and one text cache, whatever else differs). Files:
     meta.json   description, shapes, `complete` (set by rank 0 once every sample is done)
     image.bin   (n, views, tokens, dim): view 0 the resized image, view 1 its hflip
                 (only when the augment has hflip; a seeded per-sample coin picks one)
@@ -106,13 +108,14 @@ def encoders_of(net) -> dict:
     return found
 
 
-def describe(net, dataset, store_dtype: str) -> dict:
-    """Everything that determines a cache's content (its hash is the folder key)."""
+def describe(net, dataset, store_dtype: str, kinds=None) -> dict:
+    """Everything that determines the content of a cache of the net's encoders `kinds`
+    (default: all; 'image', 'text'); its hash is the folder key."""
     for method in DATASET_METHODS:
         if not hasattr(dataset, method):
             raise FeatureCacheError(f"feature_cache: dataset type {type(dataset).__name__} has no `{method}`; "
                                     "use AVACommentsDataset or set feature_cache.enabled: false")
-    encoders = encoders_of(net)
+    encoders = {k: e for k, e in encoders_of(net).items() if kinds is None or k in kinds}
     data = dataset.cache_identity()
     desc = {"version": CACHE_VERSION, "dtype": store_dtype,
             "dataset": {k: data[k] for k in ("type", "split", "rows_sha256", "image_dir")}}
@@ -133,7 +136,8 @@ def describe(net, dataset, store_dtype: str) -> dict:
 
 def cache_folder(cache_dir: str, desc: dict) -> str:
     key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
-    return osp.join(cache_dir, f"{desc['dataset']['split']}-{key}")
+    kinds = "+".join(k for k in ("image", "text") if k in desc)
+    return osp.join(cache_dir, f"{desc['dataset']['split']}-{kinds}-{key}")
 
 
 # --------------------------------------------------------------------------- storage
@@ -284,11 +288,17 @@ def _barrier():
 
 
 def build_cache(net, dataset, cache_opt: dict, device, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                show_progress: bool = True) -> CacheFiles:
-    """Open a dataset's cache, building (or resuming) it first; every rank of a DDP run calls this together."""
+                show_progress: bool = True) -> dict:
+    """{'image'|'text': CacheFiles} of a dataset, one cache per frozen encoder, each built (or resumed)
+    first; every rank of a DDP run calls this together."""
     net = bare(net)
-    encoders = encoders_of(net)
-    desc = describe(net, dataset, cache_opt["dtype"])
+    return {kind: _build_one(net, {kind: encoder}, dataset, cache_opt, device, rank, world_size, num_workers,
+                             show_progress) for kind, encoder in encoders_of(net).items()}
+
+
+def _build_one(net, encoders: dict, dataset, cache_opt: dict, device, rank: int, world_size: int, num_workers: int,
+               show_progress: bool) -> CacheFiles:
+    desc = describe(net, dataset, cache_opt["dtype"], kinds=tuple(encoders))
     folder = cache_folder(cache_opt["dir"], desc)
     meta = _read_meta(folder)
     if meta is None or not meta["complete"]:
@@ -334,7 +344,8 @@ class CachedFeatureDataset(Dataset):
     `mos_label`, `img_path`. With two image views a per-sample coin (seed, epoch) picks one.
     """
 
-    def __init__(self, dataset, files: CacheFiles, seed: int):
+    def __init__(self, dataset, files: dict, seed: int):
+        """files: {'image'|'text': CacheFiles} (build_cache)."""
         self.opt, self.phase, self.files, self.seed, self.epoch = dataset.opt, dataset.phase, files, seed, 0
         labels = [dataset.labels(i) for i in range(len(dataset))]
         self.mos_dist = torch.stack([s["mos_dist"] for s in labels])
@@ -345,22 +356,23 @@ class CachedFeatureDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self):
-        return self.files.n
+        return len(self.mos_dist)
 
     def __getitems__(self, indices) -> dict:
         idx = np.asarray(indices, dtype=np.int64)
         batch = {"mos_dist": self.mos_dist[idx], "mos_label": self.mos_label[idx],
                  "img_path": [self.img_paths[i] for i in idx]}
-        meta = self.files.meta
-        if meta.get("image"):
-            views = _coin(self.seed, self.epoch, idx) if len(meta["image"]["views"]) > 1 else 0
-            batch["image_feats"] = torch.from_numpy(self.files.image[idx, views]).float()
-        if meta.get("text"):
-            lengths = self.files.text_lengths[idx]
+        if "image" in self.files:
+            files = self.files["image"]
+            views = _coin(self.seed, self.epoch, idx) if len(files.meta["image"]["views"]) > 1 else 0
+            batch["image_feats"] = torch.from_numpy(files.image[idx, views]).float()
+        if "text" in self.files:
+            files = self.files["text"]
+            lengths = files.text_lengths[idx]
             mask = np.arange(lengths.max()) < lengths[:, None]
-            rows = (self.files.text_offsets[idx][:, None] + np.arange(mask.shape[1]))[mask]
-            feats = np.zeros((*mask.shape, meta["text"]["dim"]), self.files.text.dtype)
-            feats[mask] = self.files.text[rows]
+            rows = (files.text_offsets[idx][:, None] + np.arange(mask.shape[1]))[mask]
+            feats = np.zeros((*mask.shape, files.meta["text"]["dim"]), files.text.dtype)
+            feats[mask] = files.text[rows]
             batch["text_feats"] = torch.from_numpy(feats).float()
             batch["text_mask"] = torch.from_numpy(mask).long()
         return batch

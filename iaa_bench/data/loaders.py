@@ -93,9 +93,22 @@ class GuardedDataset(Dataset):
             return {"skipped_image": path}
 
 
+# Per-sample 1-D tensors whose length may differ (hashed n-grams of a whole comment set): padded with 0.
+RAGGED_KEYS = ("text_ids", "text_mask")
+
+
+def _pad_ragged(samples):
+    for key in RAGGED_KEYS:
+        width = max((len(s[key]) for s in samples if key in s), default=0)
+        for s in samples:
+            if key in s and len(s[key]) < width:
+                s[key] = torch.nn.functional.pad(s[key], (0, width - len(s[key])))
+    return samples
+
+
 def collate_skipping_bad_images(samples):
-    """default_collate over the good samples; paths of skipped ones under `skipped_images`."""
-    good = [s for s in samples if "skipped_image" not in s]
+    """default_collate over the good samples (ragged text padded); paths of skipped ones under `skipped_images`."""
+    good = _pad_ragged([s for s in samples if "skipped_image" not in s])
     skipped = [s["skipped_image"] for s in samples if "skipped_image" in s]
     batch = default_collate(good) if good else {}
     if skipped:

@@ -115,11 +115,10 @@ class Preprocessor:
         cls.get_transforms(self.dataset, dataset_opt)
         self.text_opt, self.tokenizer = None, None
         if dataset_opt.get("text"):
-            from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS
-            from iaa_bench.utils.pretrained import load_tokenizer
+            from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS, build_tokenizer
 
             self.text_opt = {**TEXT_DEFAULTS, **dataset_opt["text"]}
-            self.tokenizer = load_tokenizer(self.text_opt["tokenizer"], "datasets.*.text.tokenizer")
+            self.tokenizer = build_tokenizer(self.text_opt)
 
     def image(self, path: str) -> torch.Tensor:
         with Image.open(path) as img:
