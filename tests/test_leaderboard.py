@@ -70,8 +70,8 @@ def out_dir(rows, tmp_path_factory):
 @pytest.fixture
 def stub_plots(monkeypatch):
     """For tests of the write mechanism, not the plots: skip rendering them."""
-    monkeypatch.setattr(leaderboard, "_pred_vs_gt_png", lambda rows: b"scatter " + str(len(rows)).encode())
-    monkeypatch.setattr(leaderboard, "_correlation_bars_png", lambda rows, ceiling: b"bars " + str(len(rows)).encode())
+    monkeypatch.setattr(leaderboard, "_pred_vs_gt_png", lambda rows, *_: b"scatter " + str(len(rows)).encode())
+    monkeypatch.setattr(leaderboard, "_correlation_bars_png", lambda rows, *_: b"bars " + str(len(rows)).encode())
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -162,9 +162,9 @@ def test_markdown_table_order_ceiling_last_and_note(out_dir, rows):
     assert names[:3] == ["mmlq", "comments-only", "nima"]
     assert leaderboard.CEILING_NAME in names[3] and "†" in names[3]
     mmlq = next(row for row in rows if row.name == "mmlq")
-    assert f"| {mmlq.srcc:.4f} | {mmlq.plcc:.4f} |" in body[0]
-    assert f"| {100 * mmlq.acc:.2f} |" in body[0]
-    assert "60.27 / 86.00" in body[0]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in body[0].split("|")]))
+    assert (cells["SRCC"], cells["PLCC"], cells["Acc %"]) == (f"{mmlq.srcc:.4f}", f"{mmlq.plcc:.4f}", f"{100 * mmlq.acc:.2f}")
+    assert cells["params (M) trainable / total"] == "60.27 / 86.00" and cells["seeds"] == "1"
     assert "not directly comparable" in text
 
 
@@ -270,3 +270,63 @@ def test_ceiling_row_marks_votes(data):
 def test_ceiling_rejects_bad_vote_counts(bad):
     with pytest.raises(ValueError):
         human_ceiling(bad)
+
+
+# --- seeds, bootstrap intervals, significance, references ------------------------------------------------------------
+
+def test_resampled_correlations_match_scipy_and_are_seeded(data):
+    from scipy import stats
+
+    from iaa_bench.evaluation.bootstrap import resample_indices, resampled_correlations
+
+    votes, preds = data
+    gt, pred = leaderboard.mean_score(votes), leaderboard.mean_score(preds["nima"])
+    identity = np.arange(N_IMAGES)[None]
+    got = resampled_correlations(pred, gt, identity)
+    assert got["srcc"][0] == pytest.approx(stats.spearmanr(pred, gt)[0])
+    assert got["plcc"][0] == pytest.approx(stats.pearsonr(pred, gt)[0])
+    np.testing.assert_array_equal(resample_indices(50, 7, seed=3), resample_indices(50, 7, seed=3))
+    # two seeds: the mean of their correlations on each resample
+    idx = resample_indices(N_IMAGES, 5, seed=1)
+    both = resampled_correlations(np.stack([pred, gt]), gt, idx)["srcc"]
+    np.testing.assert_allclose(both, (resampled_correlations(pred, gt, idx)["srcc"] + 1.0) / 2)
+
+
+def test_intervals_and_paired_significance_to_the_best_row(data):
+    votes, preds = data
+    rows = [row_from_predictions(name, modality, preds[name], votes, 1.0, 1, 1) for name, modality, *_ in MODELS]
+    near = preds["mmlq"] + np.random.default_rng(5).normal(0, 1e-4, preds["mmlq"].shape)
+    rows.append(row_from_predictions("mmlq twin", "image+text", near / near.sum(1, keepdims=True), votes, 1.0, 1, 1))
+    leaderboard.add_intervals(rows, rounds=300, seed=0)
+    by_name = {row.name: row for row in rows}
+    best = max(rows, key=lambda r: r.srcc)
+    assert best.significance == leaderboard.BEST and best.srcc_vs_best == 0
+    assert by_name["nima"].significance == leaderboard.SIGNIFICANT  # far noisier predictions
+    assert by_name["nima"].srcc_vs_best_high < 0 and by_name["nima"].srcc_vs_best < 0
+    twin = next(r for r in rows if r.name in ("mmlq", "mmlq twin") and r is not best)
+    assert twin.significance == leaderboard.NOT_SIGNIFICANT  # the same predictions up to noise
+    for row in rows:
+        assert row.srcc_low <= row.srcc <= row.srcc_high and row.plcc_low <= row.plcc <= row.plcc_high
+
+
+def test_seed_rows_average_and_spread(data):
+    votes, preds = data
+    row = leaderboard.row_from_seeds("m", "image", [preds["nima"], preds["mmlq"]], votes, 2.0, 1, 1)
+    one, two = (row_from_predictions("x", "image", preds[n], votes, 1.0, 1, 1) for n in ("nima", "mmlq"))
+    assert row.seeds == 2 and row.srcc == pytest.approx((one.srcc + two.srcc) / 2)
+    assert row.srcc_std == pytest.approx(np.std([one.srcc, two.srcc], ddof=1))
+    assert row.pred_seeds.shape == (2, N_IMAGES) and row.images_per_s == 2 * N_IMAGES / 2.0
+
+
+def test_references_and_quick_note_in_their_own_block(rows, tmp_path, stub_plots):
+    reference = leaderboard.reference_row({"name": "Published", "modality": "image+text", "srcc": 0.9, "plcc": 0.91,
+                                           "acc": None, "source": "a paper"})
+    note = leaderboard.quick_status(3)
+    write_results([reference, *rows], tmp_path, note=note)
+    text = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    main, published = text.split("Published results")
+    assert text.startswith(f"**{note}**") and "Published" not in main
+    assert "| Published | image+text | 0.900 | 0.910 | – | a paper |" in published
+    table = _read_csv(tmp_path / "leaderboard.csv")
+    assert table[-1]["name"] == "Published" and table[-1]["status"] == leaderboard.PUBLISHED
+    assert table[-2]["name"] == leaderboard.CEILING_NAME

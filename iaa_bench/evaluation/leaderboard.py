@@ -1,8 +1,11 @@
 """Leaderboard: turn predictions into rows and write CSV, Markdown and PNG results.
 
 Pure functions, no model code: the benchmark runs models and hands their predicted
-and ground-truth (N, 10) distributions here. The human split-half ceiling (`human_ceiling`)
-is the reference every model row is read against.
+and ground-truth (N, 10) distributions here (one array per training seed). Rows carry
+mean ± std over seeds, 95 % bootstrap intervals and the paired-bootstrap gap to the best
+row (`add_intervals`), cost columns, and a status: measured, quick smoke output, or a
+published number not reproduced here (its own block, hollow in plots). The human
+split-half ceiling (`human_ceiling`) is the reference every model row is read against.
 
 Every file is written atomically (temporary file in the same folder, then
 `os.replace`), so no reader ever sees a half-written file, and all files are rendered
@@ -20,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
+from iaa_bench.evaluation.bootstrap import interval, resample_indices, resampled_correlations
 from iaa_bench.evaluation.metrics import NUM_BINS, compute_metrics, mean_score
 from iaa_bench.utils.atomic import atomic_write
 
@@ -31,6 +35,15 @@ COMPARABILITY_NOTE = (
     "AVA comments often state or hint the score."
 )
 _CEILING_MARK = "†"
+MEASURED = "measured"
+PUBLISHED = "published, not reproduced here"
+BEST, SIGNIFICANT, NOT_SIGNIFICANT = "best", "lower (significant)", "not significant"
+
+
+def quick_status(iterations: int) -> str:
+    """The status of every output of a smoke run (`benchmark.py --quick N`)."""
+    return f"quick ({iterations} iterations): not a result"
+
 _PLOT_DPI = 150
 _PLOT_FILES = ("pred_vs_gt.png", "correlation_bars.png")
 
@@ -52,8 +65,24 @@ class LeaderboardRow:
     emd: float = math.nan
     rmse: float = math.nan
     images_per_s: float = math.nan
+    seeds: int = 1
+    srcc_std: float = math.nan  # over seeds (NaN with one seed)
+    plcc_std: float = math.nan
+    srcc_low: float = math.nan  # 95 % bootstrap interval over test images
+    srcc_high: float = math.nan
+    plcc_low: float = math.nan
+    plcc_high: float = math.nan
+    srcc_vs_best: float = math.nan  # this row's SRCC minus the best row's, and its paired-bootstrap interval
+    srcc_vs_best_low: float = math.nan
+    srcc_vs_best_high: float = math.nan
+    significance: str = ""  # BEST, SIGNIFICANT or NOT_SIGNIFICANT
+    macs_per_sample: float = math.nan  # trainable part only
+    train_samples_per_s: float = math.nan  # from the run's final_metrics.json
+    status: str = MEASURED
+    source: str = ""
     pred_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
     gt_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
+    pred_seeds: np.ndarray | None = field(default=None, repr=False, compare=False)  # (seeds, N) mean scores
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -63,29 +92,77 @@ class LeaderboardRow:
             raise ValueError(f"LeaderboardRow {self.name!r}: give both pred_mean and gt_mean or neither")
 
     @property
+    def is_reference(self) -> bool:
+        return self.status == PUBLISHED
+
+    @property
     def is_ceiling(self) -> bool:
-        return self.modality == CEILING_MODALITY
+        return self.modality == CEILING_MODALITY and not self.is_reference
 
 
 # The CSV's columns (before the pyiqa-style one): the scalar fields, so a CSV row maps back onto LeaderboardRow.
-ROW_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean"))
+ROW_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean", "pred_seeds"))
+_ROW_METRICS = {"srcc": "srcc", "plcc": "plcc", "krcc": "krcc", "acc": "acc", "emd": "emd2", "rmse": "rmse"}
 
 
 def row_from_predictions(name: str, modality: str, pred_dist, gt_dist, seconds: float,
-                         trainable: int, total: int) -> LeaderboardRow:
+                         trainable: int, total: int, **extra) -> LeaderboardRow:
     """Score one model's test-set predictions with the project's metrics.
 
     `seconds` is the wall time of the prediction pass over all N images.
     """
+    return row_from_seeds(name, modality, [pred_dist], gt_dist, seconds, trainable, total, **extra)
+
+
+def row_from_seeds(name: str, modality: str, preds: list, gt_dist, seconds: float, trainable: int, total: int,
+                   **extra) -> LeaderboardRow:
+    """One row from a model's predictions with each training seed on the same images: metrics are
+    the mean over seeds (SRCC / PLCC also their std); `seconds` is the prediction time of all
+    of them; `extra` sets further fields (cost columns, status)."""
     if seconds <= 0:
-        raise ValueError(f"row_from_predictions {name!r}: seconds must be > 0, got {seconds}")
-    metrics = compute_metrics(pred_dist, gt_dist)
+        raise ValueError(f"row_from_seeds {name!r}: seconds must be > 0, got {seconds}")
+    per_seed = [compute_metrics(pred, gt_dist) for pred in preds]
+    mean = {field_name: float(np.mean([m[key] for m in per_seed])) for field_name, key in _ROW_METRICS.items()}
+    spread = {f"{k}_std": float(np.std([m[k] for m in per_seed], ddof=1)) if len(preds) > 1 else math.nan
+              for k in ("srcc", "plcc")}
     return LeaderboardRow(
-        name=name, modality=modality, trainable_params=int(trainable), total_params=int(total),
-        srcc=metrics["srcc"], plcc=metrics["plcc"], krcc=metrics["krcc"], acc=metrics["acc"],
-        emd=metrics["emd2"], rmse=metrics["rmse"], images_per_s=len(pred_dist) / seconds,
-        pred_mean=mean_score(pred_dist), gt_mean=mean_score(gt_dist),
+        name=name, modality=modality, trainable_params=int(trainable), total_params=int(total), **mean, **spread,
+        images_per_s=sum(len(p) for p in preds) / seconds, seeds=len(preds), pred_mean=mean_score(preds[0]),
+        gt_mean=mean_score(gt_dist), pred_seeds=np.stack([mean_score(p) for p in preds]), **extra,
     )
+
+
+def reference_row(entry: dict) -> LeaderboardRow:
+    """A published result (benchmark `references:` entry): shown apart, never ranked against measured rows."""
+    return LeaderboardRow(name=entry["name"], modality=entry["modality"], trainable_params=0, total_params=0,
+                          srcc=float(entry["srcc"]), plcc=float(entry["plcc"]),
+                          acc=float(entry["acc"]) if entry.get("acc") is not None else math.nan,
+                          status=PUBLISHED, source=entry["source"])
+
+
+def add_intervals(rows, rounds: int = 2000, seed: int = 0) -> None:
+    """Set each scored row's 95 % bootstrap intervals and its paired-bootstrap SRCC gap to the best row.
+
+    All rows are resampled with the same image indices (they were scored on the same
+    images, in the same order); a gap is significant when its interval excludes 0.
+    """
+    scored = [row for row in rows if row.pred_seeds is not None]
+    if not scored:
+        return
+    indices = resample_indices(len(scored[0].gt_mean), rounds, seed)
+    samples = [resampled_correlations(row.pred_seeds, row.gt_mean, indices) for row in scored]
+    for row, sample in zip(scored, samples):
+        row.srcc_low, row.srcc_high = interval(sample["srcc"])
+        row.plcc_low, row.plcc_high = interval(sample["plcc"])
+    best = max(range(len(scored)), key=lambda i: -math.inf if math.isnan(scored[i].srcc) else scored[i].srcc)
+    for row, sample in zip(scored, samples):
+        row.srcc_vs_best = row.srcc - scored[best].srcc
+        if row is scored[best]:
+            row.srcc_vs_best_low = row.srcc_vs_best_high = 0.0
+            row.significance = BEST
+            continue
+        row.srcc_vs_best_low, row.srcc_vs_best_high = interval(sample["srcc"] - samples[best]["srcc"])
+        row.significance = SIGNIFICANT if row.srcc_vs_best_high < 0 else NOT_SIGNIFICANT
 
 
 def spearman_brown(r: float) -> float:
@@ -147,8 +224,8 @@ def ceiling_row(vote_counts, seed: int = 0, name: str = CEILING_NAME) -> Leaderb
 
 
 def sorted_rows(rows) -> list:
-    """Models by SRCC descending (NaN last), the human ceiling after them."""
-    return sorted(rows, key=lambda r: (r.is_ceiling, math.inf if math.isnan(r.srcc) else -r.srcc))
+    """Models by SRCC descending (NaN last), the human ceiling after them, then published references."""
+    return sorted(rows, key=lambda r: (r.is_reference, r.is_ceiling, math.inf if math.isnan(r.srcc) else -r.srcc))
 
 
 def pyiqa_benchmark_cell(row: LeaderboardRow) -> str:
@@ -176,27 +253,62 @@ def _fmt(value: float, spec: str) -> str:
     return "–" if math.isnan(value) else format(value, spec)
 
 
-def _markdown_bytes(rows) -> bytes:
-    lines = [
-        "| model | input | params (M) trainable / total | SRCC | PLCC | KRCC | Acc % | EMD | images/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+def _mean_std(value: float, std: float) -> str:
+    return _fmt(value, ".4f") + ("" if math.isnan(std) else f" ± {std:.4f}")
+
+
+def _ci(low: float, high: float) -> str:
+    return "–" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+
+
+def _vs_best(row: LeaderboardRow) -> str:
+    if row.significance == BEST or not row.significance:
+        return row.significance or "–"
+    mark = " *" if row.significance == SIGNIFICANT else " (n.s.)"
+    return f"{row.srcc_vs_best:+.4f} {_ci(row.srcc_vs_best_low, row.srcc_vs_best_high)}{mark}"
+
+
+def _params(row: LeaderboardRow) -> str:
+    return f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
+
+
+def _table_name(row: LeaderboardRow) -> str:
+    name = row.name.replace("|", "\\|")  # a '|' in a name would split the table cell
+    return f"*{name}* {_CEILING_MARK}" if row.is_ceiling else name
+
+
+def _markdown_bytes(rows, note: str = "") -> bytes:
+    lines = [f"**{note}**", ""] if note else []
+    lines += [
+        "| model | input | seeds | SRCC | SRCC 95 % CI | PLCC | PLCC 95 % CI | SRCC − best (paired 95 % CI) | KRCC "
+        "| Acc % | EMD | params (M) trainable / total | MMACs / sample | train samples/s | images/s |",
+        "|---|---|---:|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for row in rows:
-        name = row.name.replace("|", "\\|")  # a '|' in a name would split the table cell
-        if row.is_ceiling:
-            name, params = f"*{name}* {_CEILING_MARK}", "–"
-        else:
-            params = f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
+    for row in [r for r in rows if not r.is_reference]:
+        measured = not row.is_ceiling
         lines.append(
-            f"| {name} | {row.modality} | {params} | {_fmt(row.srcc, '.4f')} | {_fmt(row.plcc, '.4f')} "
+            f"| {_table_name(row)} | {row.modality} | {row.seeds if measured else '–'} "
+            f"| {_mean_std(row.srcc, row.srcc_std)} | {_ci(row.srcc_low, row.srcc_high)} "
+            f"| {_mean_std(row.plcc, row.plcc_std)} | {_ci(row.plcc_low, row.plcc_high)} | {_vs_best(row)} "
             f"| {_fmt(row.krcc, '.4f')} | {_fmt(100 * row.acc, '.2f')} | {_fmt(row.emd, '.4f')} "
-            f"| {_fmt(row.images_per_s, '.1f')} |"
+            f"| {_params(row) if measured else '–'} | {_fmt(row.macs_per_sample / 1e6, '.2f')} "
+            f"| {_fmt(row.train_samples_per_s, '.1f')} | {_fmt(row.images_per_s, '.1f')} |"
         )
     lines.append("")
+    if any(row.significance for row in rows):
+        lines.append("SRCC − best: this row's SRCC minus the best row's, with the 95 % interval of a paired bootstrap "
+                     "over the same test images; * the interval excludes 0 (significantly lower), n.s. it does not. "
+                     "Mean ± std over training seeds where seeds > 1.")
     if any(row.is_ceiling for row in rows):
         lines.append(f"{_CEILING_MARK} Agreement between two random halves of each image's human votes, "
                      "Spearman-Brown corrected: an upper bound, not a model.")
     lines.append(COMPARABILITY_NOTE)
+    references = [row for row in rows if row.is_reference]
+    if references:
+        lines += ["", f"Published results ({PUBLISHED}; other data pipelines and splits may differ):", "",
+                  "| model | input | SRCC | PLCC | Acc % | source |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {row.name} | {row.modality} | {row.srcc:.3f} | {row.plcc:.3f} | {_fmt(100 * row.acc, '.2f')} "
+                  f"| {row.source} |" for row in references]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -216,7 +328,7 @@ def _scatter_limits(rows) -> tuple:
     return max(1.0, low - pad), min(10.0, high + pad)
 
 
-def _pred_vs_gt_png(rows) -> bytes:
+def _pred_vs_gt_png(rows, note: str = "") -> bytes:
     ncols = min(3, len(rows))
     nrows = math.ceil(len(rows) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 4.3 * nrows + 0.6), layout="constrained")
@@ -235,7 +347,8 @@ def _pred_vs_gt_png(rows) -> bytes:
         ax.set_title(f"{row.name} ({row.modality})\nSRCC {row.srcc:.3f}   PLCC {row.plcc:.3f}", fontsize=10)
     for ax in axes.flat[len(rows):]:
         ax.set_visible(False)
-    fig.suptitle("Predicted vs ground-truth mean score (dashed line: prediction = truth)", fontsize=11)
+    fig.suptitle((f"{note}\n" if note else "") + "Predicted vs ground-truth mean score (dashed line: prediction = "
+                 "truth; first seed)", fontsize=11)
     fig.supxlabel("ground-truth mean score", fontsize=10)
     fig.supylabel("predicted mean score", fontsize=10)
     return _png_bytes(fig)
@@ -251,56 +364,80 @@ def _label_bar(ax, position: float, value: float) -> None:
             ("bottom" if value >= 0 else "top"), fontsize=8, color="white" if inside else "0.15")
 
 
-def _correlation_bars_png(models, ceiling) -> bytes:
-    x = np.arange(len(models))
+def _significance_mark(row: LeaderboardRow) -> str:
+    return {BEST: "best", SIGNIFICANT: "*", NOT_SIGNIFICANT: "n.s."}.get(row.significance, "")
+
+
+def _correlation_bars_png(models, ceiling, references=(), note: str = "") -> bytes:
+    """SRCC / PLCC bars with 95 % intervals and the gap-to-best mark; published references hollow."""
+    bars = [*models, *references]
+    x = np.arange(len(bars))
     width = 0.38
-    fig = Figure(figsize=(max(6.0, 1.5 * len(models) + 2.5), 4.5), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.5 * len(bars) + 2.5), 4.8), layout="constrained")
     ax = fig.subplots()
     for offset, metric, color in ((-width / 2, "srcc", "tab:blue"), (width / 2, "plcc", "tab:orange")):
-        values = [getattr(row, metric) for row in models]
-        ax.bar(x + offset, values, width, label=metric.upper(), color=color)
+        values = np.array([getattr(row, metric) for row in models])
+        low = np.array([getattr(row, f"{metric}_low") for row in models])
+        high = np.array([getattr(row, f"{metric}_high") for row in models])
+        error = np.nan_to_num(np.stack([values - low, high - values]), nan=0.0)
+        ax.bar(x[:len(models)] + offset, values, width, yerr=error, capsize=3, label=metric.upper(), color=color)
         for position, value in zip(x + offset, values):
             _label_bar(ax, position, value)
+        if references:
+            ax.bar(x[len(models):] + offset, [getattr(row, metric) for row in references], width, fill=False,
+                   edgecolor=color, linestyle="--", label=f"{metric.upper()} ({PUBLISHED})")
+    for position, row in zip(x, models):
+        mark = _significance_mark(row)
+        if mark and not math.isnan(row.srcc_high):
+            ax.text(position - width / 2, row.srcc_high + 0.02, mark, ha="center", va="bottom", fontsize=8)
     if ceiling is not None:
         ax.axhline(ceiling.srcc, color="0.2", linestyle="--", linewidth=1.2,
                    label=f"human ceiling (SRCC {ceiling.srcc:.3f} / PLCC {ceiling.plcc:.3f})")
-    lowest = min([0.0] + [v for row in models for v in (row.srcc, row.plcc) if not math.isnan(v)])
-    ax.set_ylim(lowest - 0.05 if lowest < 0 else 0.0, 1.12)
-    ax.set_xticks(x, [f"{row.name}\n({row.modality})" for row in models], fontsize=9)
+    lowest = min([0.0] + [v for row in bars for v in (row.srcc, row.plcc) if not math.isnan(v)])
+    ax.set_ylim(lowest - 0.05 if lowest < 0 else 0.0, 1.15)
+    ax.set_xticks(x, [f"{row.name}\n({row.modality})" for row in bars], fontsize=9)
     ax.set_ylabel("correlation with ground-truth mean score")
-    ax.set_title("SRCC and PLCC per model")
+    ax.set_title((f"{note}\n" if note else "") + "SRCC and PLCC per model (95 % bootstrap intervals; "
+                 "* SRCC significantly below the best, n.s. not)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, fontsize=9, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, fontsize=8, frameon=False)
     return _png_bytes(fig)
 
 
-def write_results(rows, out_dir, dataset: str = "ava") -> list:
+def write_results(rows, out_dir, dataset: str = "ava", note: str = "") -> list:
     """Write leaderboard.csv, leaderboard.md, pred_vs_gt.png and correlation_bars.png.
 
-    Rows are ordered by SRCC with the human ceiling last. pred_vs_gt.png is written only
-    when some row carries mean-score arrays, correlation_bars.png only when there is a
-    model row; a plot this call does not produce is removed, so a stale plot from an
-    earlier run never sits beside the new table. Returns the paths written.
+    Rows are ordered by SRCC with the human ceiling, then published references, last.
+    `note` (a quick run's status) heads the Markdown and every plot. pred_vs_gt.png is
+    written only when some row carries mean-score arrays, correlation_bars.png only when
+    there is a model row; a plot this call does not produce is removed, so a stale plot
+    from an earlier run never sits beside the new table. Returns the paths written.
     """
     rows = sorted_rows(rows)
     if not rows:
         raise ValueError("write_results: no rows to write")
-    models = [row for row in rows if not row.is_ceiling]
+    models = [row for row in rows if not row.is_ceiling and not row.is_reference]
+    references = [row for row in rows if row.is_reference]
     ceiling = next((row for row in rows if row.is_ceiling), None)
     with_scores = [row for row in models if row.pred_mean is not None]
 
-    files = {"leaderboard.csv": _csv_bytes(rows, dataset), "leaderboard.md": _markdown_bytes(rows)}
+    files = {"leaderboard.csv": _csv_bytes(rows, dataset), "leaderboard.md": _markdown_bytes(rows, note)}
     if with_scores:
-        files["pred_vs_gt.png"] = _pred_vs_gt_png(with_scores)
+        files["pred_vs_gt.png"] = _pred_vs_gt_png(with_scores, note)
     if models:
-        files["correlation_bars.png"] = _correlation_bars_png(models, ceiling)
+        files["correlation_bars.png"] = _correlation_bars_png(models, ceiling, references, note)
+    return write_files(files, out_dir, stale=_PLOT_FILES)
 
+
+def write_files(files: dict, out_dir, stale=()) -> list:
+    """Write {name: bytes} atomically into out_dir (all rendered before the first write); remove
+    the `stale` names this call did not produce. Returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, data in files.items():
         atomic_write(out_dir / file_name, lambda f, data=data: f.write(data))
         written.append(out_dir / file_name)
-    for file_name in set(_PLOT_FILES) - set(files):
+    for file_name in set(stale) - set(files):
         (out_dir / file_name).unlink(missing_ok=True)
     return written

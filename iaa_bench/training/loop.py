@@ -171,6 +171,9 @@ def train_pipeline(argv=None):
             if current_iter >= total_iters or stop.signum is not None:
                 break
     bar.close()
+    # samples/s of this process's training loop (validation and checkpoints included, as the log's rate)
+    train_rate = (current_iter - it_start) * batch_size / max(time.time() - t_start, 1e-9) if current_iter > it_start \
+        else None
     if saved_iter != current_iter:
         model.save(epoch, current_iter, keep_states)
     if stop.signum is not None:
@@ -191,5 +194,6 @@ def train_pipeline(argv=None):
             print(f"FINAL {opt['name']} {phase} (best val checkpoint): "
                   + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
         atomic_write_json(osp.join(opt["path"]["experiments_root"], "final_metrics.json"),
-                          {"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics})
+                          {"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics,
+                           "train_samples_per_s": train_rate})
     return metrics if rank == 0 else {}

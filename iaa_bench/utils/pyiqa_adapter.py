@@ -5,6 +5,7 @@ Everything else in iaa_bench imports pyiqa through the names below, so a pyiqa u
 fixed"), the fix lives in iaa_bench's own engine/model, built on these names.
 """
 from pyiqa.api_helpers import create_metric
+from pyiqa import list_models as pyiqa_metric_names
 from pyiqa.archs import build_network
 from pyiqa.archs.arch_util import dist_to_mos
 from pyiqa.data import build_dataset
@@ -34,8 +35,9 @@ __all__ = [
     "ARCH_REGISTRY", "DATASET_REGISTRY", "LOSS_REGISTRY", "METRIC_REGISTRY", "MODEL_REGISTRY",
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "create_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
-    "pyiqa_cmd_main", "pyiqa_emd_loss", "transform_mapping", "LOGGER_NAME", "PYIQA_TESTED_VERSION",
-    "is_registered", "registered_names", "register_metric_config", "scheduler_class", "scheduler_names",
+    "pyiqa_cmd_main", "pyiqa_emd_loss", "pyiqa_metric_names", "transform_mapping", "LOGGER_NAME",
+    "PYIQA_TESTED_VERSION", "is_registered", "registered_names", "register_metric_config", "scheduler_class",
+    "scheduler_names",
 ]
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
