@@ -28,18 +28,28 @@ class BagOfNgrams(nn.Module):
         num_bins: score bins.
     """
 
-    uses_text = True
+    uses_image, uses_text, outputs_dist = False, True, True  # the architecture contract
 
     def __init__(self, text_encoder: dict = None, dim: int = 64, num_bins: int = 10):
         super().__init__()
-        text_encoder = {"name": HASHED_NGRAMS, "buckets": 2 ** 18, "ngram": 2, **(text_encoder or {})}
-        if text_encoder["name"] != HASHED_NGRAMS:
-            raise ValueError(f"BagOfNgrams reads `{HASHED_NGRAMS}` text, got text_encoder.name {text_encoder['name']!r}")
+        text_encoder = self.text_settings({"text_encoder": text_encoder})
+        if text_encoder["tokenizer"] != HASHED_NGRAMS:
+            raise ValueError(f"BagOfNgrams reads `{HASHED_NGRAMS}` text, got text_encoder.name {text_encoder['tokenizer']!r}")
         self.embed = nn.EmbeddingBag(int(text_encoder["buckets"]), dim, mode="sum")
         self.head = nn.Linear(dim, num_bins)
         nn.init.uniform_(self.embed.weight, -1.0 / dim, 1.0 / dim)  # fastText's initialisation
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def text_settings(cls, network_opt: dict) -> dict:
+        """Hashed n-grams of the whole comment set (no max_length), as `text_encoder` asks."""
+        own = {"name": HASHED_NGRAMS, "buckets": 2 ** 18, "ngram": 2, **(network_opt.get("text_encoder") or {})}
+        return {"tokenizer": own["name"], "max_length": None, "buckets": own["buckets"], "ngram": own["ngram"]}
+
+    def no_weight_decay(self) -> set:
+        """The n-gram embeddings: rows absent from a batch would decay toward 0 at every step."""
+        return {"embed.weight"}
 
     def forward_features(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Mean n-gram embedding (B, dim); a text without n-grams gives zeros."""

@@ -34,6 +34,8 @@ class PooledFeatureMLP(nn.Module):
         num_bins: score bins.
     """
 
+    outputs_dist = True  # the architecture contract (iaa_bench/models/contract.py); `modality` sets uses_*
+
     def __init__(self, image_encoder: dict = None, text_encoder: dict = None, modality: str = "image",
                  hidden=(1024, 128, 64, 16), dropout=(0.2, 0.2, 0.1, 0.0), num_bins: int = 10):
         super().__init__()
@@ -41,7 +43,7 @@ class PooledFeatureMLP(nn.Module):
             raise ValueError(f"modality must be one of {list(_MODALITIES)} and hidden / dropout of equal length; "
                              f"got {modality!r}, {list(hidden)}, {list(dropout)}")
         self.branches = _MODALITIES[modality]
-        self.uses_text = "text" in self.branches
+        self.uses_image, self.uses_text = "image" in self.branches, "text" in self.branches
         self.image_encoder = FrozenImageEncoder(**(image_encoder or {})) if "image" in self.branches else None
         self.text_encoder = FrozenTextEncoder(**(text_encoder or {})) if self.uses_text else None
         encoders = {"image": self.image_encoder, "text": self.text_encoder}
@@ -52,6 +54,17 @@ class PooledFeatureMLP(nn.Module):
             width = size
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_bins)
+
+    @classmethod
+    def text_settings(cls, network_opt: dict):
+        """The text encoder's tokenizer and length (None without a text branch)."""
+        if "text" not in _MODALITIES[network_opt.get("modality", "image")]:
+            return None
+        return FrozenTextEncoder.tokenizer_settings(network_opt.get("text_encoder") or {})
+
+    def frozen_encoders(self) -> dict:
+        """The encoders whose outputs `forward` also takes precomputed: MMLQ's, so MMLQ's caches."""
+        return {k: enc for k, enc in (("image", self.image_encoder), ("text", self.text_encoder)) if enc is not None}
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(img)

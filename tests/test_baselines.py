@@ -48,7 +48,7 @@ def test_bag_of_ngrams_ignores_padding_and_gives_the_prior_without_comments():
 def test_dataset_hashes_the_whole_comment_set(demo):  # noqa: F811
     opt = dataset_options({"network": {"type": "BagOfNgrams", "text_encoder": {"name": "hashed-ngrams", "buckets": 64}}},
                           {"type": "AVACommentsDataset"})
-    assert opt["text"] == {"tokenizer": "hashed-ngrams", "buckets": 64}
+    assert opt["text"] == {"tokenizer": "hashed-ngrams", "max_length": None, "buckets": 64, "ngram": 2}
     ds = dataset(demo)
     ds.text_opt, ds.tokenizer = {**ds.text_opt, **opt["text"]}, HashedNgrams(64)
     index = max(range(len(ds)), key=lambda i: len(" ".join(ds.comments(i))))

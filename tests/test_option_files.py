@@ -126,8 +126,30 @@ def test_benchmark_files(name, monkeypatch):
     bench = load_benchmark(str(OPTIONS / name))
     listed = {m["opt"] for m in bench["models"] if "opt" in m}
     suffix = name.removeprefix("benchmark_").removesuffix(".yml")
-    assert listed == {f"options/{m}_{suffix}.yml" for m in ("mmlq", "mmlq_image", "mmlq_text", "nima", "cnniqa")}
-    assert bench["split"] == "test" and bench["train_missing"] is True
+    assert listed == {f"options/{m}_{suffix}.yml" for m in ("mmlq", *BASELINES)}
+    assert bench["split"] == "test" and bench["train_missing"] is True and len(bench["seeds"]) == 3
+    references = {r["name"]: (r["srcc"], r["plcc"]) for r in bench["references"]}
+    if suffix == "ava":
+        assert references == {"NIMA (Inception-ResNet-v2)": (0.713, 0.717), "TOPIQ-IAA (Swin)": (0.791, 0.790),
+                              "Q-Align": (0.822, 0.819), "MMLQ": (0.876, 0.896), "AesMamba-M": (0.892, 0.899),
+                              "VILA-R": (0.774, 0.774), "human split-half ceiling": (0.978, 0.980)}
+    else:
+        assert not references  # synthetic data: no published number applies
+
+
+@pytest.mark.parametrize("suffix", ["demo", "ava"])
+def test_ablation_benchmark_files(suffix, monkeypatch):
+    from iaa_bench.evaluation.sweeps import points
+
+    monkeypatch.chdir(REPO)
+    bench = load_benchmark(str(OPTIONS / f"benchmark_ablations_{suffix}.yml"))
+    by_name = {s["name"]: s for s in bench["sweeps"]}
+    assert set(by_name) == {"mmib_depth", "queries", "layers"}
+    assert all(s["base"] == f"options/mmlq_{suffix}.yml" for s in by_name.values())
+    assert [p["network.depth"] for p in points(by_name["mmib_depth"])] == [1, 2, 4, 6, 8]
+    assert all(p["network.num_visual_queries"] == p["network.num_text_queries"] for p in points(by_name["queries"]))
+    assert {(p["network.self_attn"], p["network.ffn"]) for p in points(by_name["layers"])} == {
+        ("joint", "shared"), ("joint", "separate"), ("separate", "shared"), ("separate", "separate")}
 
 
 @pytest.mark.parametrize("path", [OPTIONS / "mmlq_demo.yml", *DEMO_TWINS], ids=lambda p: p.name)

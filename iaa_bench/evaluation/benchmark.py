@@ -220,11 +220,14 @@ def plan(bench: dict, quick: int):
 
 
 def unique_runs(model_runs: dict, sweep_runs: list) -> list:
-    """Every run once, in order (a sweep point equal to a listed model is the same run)."""
+    """Every run once (a sweep point equal to a listed model is the same run), seed by seed: every
+    model's first seed before any second one, so an interrupted long benchmark has whole seeds done."""
+    groups = [*model_runs.values(), *(runs for _, _, point_runs in sweep_runs for runs in point_runs)]
     found = {}
-    for runs in [*model_runs.values(), *(r for _, _, point_runs in sweep_runs for r in point_runs)]:
-        for run in runs:
-            found.setdefault(run.name, run)
+    for k in range(max(map(len, groups))):
+        for runs in groups:
+            if k < len(runs):
+                found.setdefault(runs[k].name, runs[k])
     return list(found.values())
 
 

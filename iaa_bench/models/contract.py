@@ -88,7 +88,9 @@ def dataset_text(network_opt: dict, own: dict | None, where: str) -> dict | None
                               f"`text_settings`: set `{where}.text: {{tokenizer: ..., max_length: ...}}`")
         return own
     text = {**wanted, **(own or {})}
-    if text["tokenizer"] != wanted["tokenizer"] or text["max_length"] > wanted["max_length"]:
+    fixed = [k for k in wanted if k != "max_length"]  # e.g. the hash buckets of n-gram text; max_length None: no limit
+    if any(text[k] != wanted[k] for k in fixed) or wanted["max_length"] is not None and (
+            text["max_length"] is None or text["max_length"] > wanted["max_length"]):
         raise OptionError(f"`{where}.text` (tokenizer {text['tokenizer']!r}, max_length {text['max_length']}) does "
                           f"not fit network {network_opt['type']}, which reads tokenizer {wanted['tokenizer']!r} with "
                           f"at most {wanted['max_length']} tokens")
