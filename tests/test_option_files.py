@@ -10,8 +10,8 @@ from iaa_bench.models.iaa_model import build_net
 
 OPTIONS = REPO / "options"
 MODEL_FILES = sorted(p for p in OPTIONS.glob("*.yml") if not p.name.startswith("benchmark_"))
-DEMO_TWINS = sorted(p for p in OPTIONS.glob("*_demo.yml") if p.name not in ("mmlq_demo.yml", "benchmark_demo.yml"))
-AVA_TWINS = sorted(p for p in OPTIONS.glob("*_ava.yml") if p.name not in ("mmlq_ava.yml", "benchmark_ava.yml"))
+DEMO_TWINS = sorted(p for p in MODEL_FILES if p.name.endswith("_demo.yml") and p.name != "mmlq_demo.yml")
+AVA_TWINS = sorted(p for p in MODEL_FILES if p.name.endswith("_ava.yml") and p.name != "mmlq_ava.yml")
 
 
 def flat(node, prefix=""):

@@ -42,6 +42,7 @@ import argparse
 import io
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from os import path as osp
@@ -203,8 +204,8 @@ def plan(bench: dict, quick: int):
     for entry in bench["models"]:
         if "opt" not in entry:
             continue
-        if entry.get("checkpoint"):
-            model_runs[entry["name"]] = [Run(entry["opt"], load_yaml(entry["opt"])["name"],
+        if entry.get("checkpoint"):  # named after the entry: the file's own run may be listed too
+            model_runs[entry["name"]] = [Run(entry["opt"], "checkpoint_" + re.sub(r"[^\w.-]+", "_", entry["name"]),
                                               checkpoint=osp.abspath(osp.expanduser(entry["checkpoint"])))]
             continue
         base = load_yaml(entry["opt"])
