@@ -121,6 +121,20 @@ def test_rerun_trains_nothing_and_resumes_an_interrupted_run(benchmark_run):
     assert scores() == before  # same weights, same rows
 
 
+def test_pinned_checkpoint_is_scored_as_is(benchmark_run):
+    tmp_path, _, _ = benchmark_run
+    weights = tmp_path / "experiments" / "tiny_wide" / "models" / "net_best.pth"
+    bench_file = write_options(tmp_path / "pinned.yml", {"name": "pinned", "train_missing": False, "seeds": [1, 2],
+                                                         "ceiling": False, "models": [
+        {"name": "wide as trained", "opt": str(tmp_path / "tiny_wide.yml"), "checkpoint": str(weights)}]})
+    experiments = sorted(p.name for p in (tmp_path / "experiments").iterdir())
+    result = run_script("benchmark.py", "-opt", bench_file, "--no-progress", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = read_rows(tmp_path / "results" / "pinned" / "leaderboard.csv")
+    assert row["name"] == "wide as trained" and row["seeds"] == "1"  # one file: seeds do not apply
+    assert sorted(p.name for p in (tmp_path / "experiments").iterdir()) == experiments  # nothing trained
+
+
 def test_quick_mode_marks_every_output(benchmark_run):
     tmp_path, _, _ = benchmark_run
     result = run_script("benchmark.py", "-opt", tmp_path / "bench.yml", "--no-progress", "--quick", "2",

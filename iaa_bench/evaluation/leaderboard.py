@@ -235,7 +235,7 @@ def pyiqa_benchmark_cell(row: LeaderboardRow) -> str:
     return "/".join(str(round(v, 4)) for v in (row.plcc, row.srcc, row.krcc))
 
 
-def _csv_value(value):
+def csv_value(value):
     """Floats in full precision (repr round-trips exactly), NaN as 'nan'."""
     return repr(float(value)) if isinstance(value, float) else value
 
@@ -245,30 +245,30 @@ def _csv_bytes(rows, dataset: str) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*ROW_FIELDS, f"{dataset}(PLCC/SRCC/KRCC)"])
     for row in rows:
-        writer.writerow([*(_csv_value(getattr(row, name)) for name in ROW_FIELDS), pyiqa_benchmark_cell(row)])
+        writer.writerow([*(csv_value(getattr(row, name)) for name in ROW_FIELDS), pyiqa_benchmark_cell(row)])
     return buffer.getvalue().encode("utf-8")
 
 
-def _fmt(value: float, spec: str) -> str:
+def fmt(value: float, spec: str) -> str:
     return "–" if math.isnan(value) else format(value, spec)
 
 
-def _mean_std(value: float, std: float) -> str:
-    return _fmt(value, ".4f") + ("" if math.isnan(std) else f" ± {std:.4f}")
+def mean_std_cell(value: float, std: float) -> str:
+    return fmt(value, ".4f") + ("" if math.isnan(std) else f" ± {std:.4f}")
 
 
-def _ci(low: float, high: float) -> str:
+def ci_cell(low: float, high: float) -> str:
     return "–" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
 
 
-def _vs_best(row: LeaderboardRow) -> str:
+def vs_best_cell(row: LeaderboardRow) -> str:
     if row.significance == BEST or not row.significance:
         return row.significance or "–"
     mark = " *" if row.significance == SIGNIFICANT else " (n.s.)"
-    return f"{row.srcc_vs_best:+.4f} {_ci(row.srcc_vs_best_low, row.srcc_vs_best_high)}{mark}"
+    return f"{row.srcc_vs_best:+.4f} {ci_cell(row.srcc_vs_best_low, row.srcc_vs_best_high)}{mark}"
 
 
-def _params(row: LeaderboardRow) -> str:
+def params_cell(row: LeaderboardRow) -> str:
     return f"{row.trainable_params / 1e6:.2f} / {row.total_params / 1e6:.2f}"
 
 
@@ -288,11 +288,11 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
         measured = not row.is_ceiling
         lines.append(
             f"| {_table_name(row)} | {row.modality} | {row.seeds if measured else '–'} "
-            f"| {_mean_std(row.srcc, row.srcc_std)} | {_ci(row.srcc_low, row.srcc_high)} "
-            f"| {_mean_std(row.plcc, row.plcc_std)} | {_ci(row.plcc_low, row.plcc_high)} | {_vs_best(row)} "
-            f"| {_fmt(row.krcc, '.4f')} | {_fmt(100 * row.acc, '.2f')} | {_fmt(row.emd, '.4f')} "
-            f"| {_params(row) if measured else '–'} | {_fmt(row.macs_per_sample / 1e6, '.2f')} "
-            f"| {_fmt(row.train_samples_per_s, '.1f')} | {_fmt(row.images_per_s, '.1f')} |"
+            f"| {mean_std_cell(row.srcc, row.srcc_std)} | {ci_cell(row.srcc_low, row.srcc_high)} "
+            f"| {mean_std_cell(row.plcc, row.plcc_std)} | {ci_cell(row.plcc_low, row.plcc_high)} | {vs_best_cell(row)} "
+            f"| {fmt(row.krcc, '.4f')} | {fmt(100 * row.acc, '.2f')} | {fmt(row.emd, '.4f')} "
+            f"| {params_cell(row) if measured else '–'} | {fmt(row.macs_per_sample / 1e6, '.2f')} "
+            f"| {fmt(row.train_samples_per_s, '.1f')} | {fmt(row.images_per_s, '.1f')} |"
         )
     lines.append("")
     if any(row.significance for row in rows):
@@ -307,12 +307,12 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
     if references:
         lines += ["", f"Published results ({PUBLISHED}; other data pipelines and splits may differ):", "",
                   "| model | input | SRCC | PLCC | Acc % | source |", "|---|---|---:|---:|---:|---|"]
-        lines += [f"| {row.name} | {row.modality} | {row.srcc:.3f} | {row.plcc:.3f} | {_fmt(100 * row.acc, '.2f')} "
+        lines += [f"| {row.name} | {row.modality} | {row.srcc:.3f} | {row.plcc:.3f} | {fmt(100 * row.acc, '.2f')} "
                   f"| {row.source} |" for row in references]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _png_bytes(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend or figure list
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_PLOT_DPI, bbox_inches="tight")
@@ -351,7 +351,7 @@ def _pred_vs_gt_png(rows, note: str = "") -> bytes:
                  "truth; first seed)", fontsize=11)
     fig.supxlabel("ground-truth mean score", fontsize=10)
     fig.supylabel("predicted mean score", fontsize=10)
-    return _png_bytes(fig)
+    return png_bytes(fig)
 
 
 def _label_bar(ax, position: float, value: float) -> None:
@@ -401,7 +401,7 @@ def _correlation_bars_png(models, ceiling, references=(), note: str = "") -> byt
                  "* SRCC significantly below the best, n.s. not)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, fontsize=8, frameon=False)
-    return _png_bytes(fig)
+    return png_bytes(fig)
 
 
 def write_results(rows, out_dir, dataset: str = "ava", note: str = "") -> list:

@@ -103,7 +103,7 @@ def _png(sweep: dict, point_list: list, rows: list, note: str) -> bytes | None:
     ax.set_title((f"{note}\n" if note else "") + sweep.get("title", sweep["name"]), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
-    return leaderboard._png_bytes(fig)
+    return leaderboard.png_bytes(fig)
 
 
 def _grid_table(sweep: dict, point_list: list, rows: list) -> list:
@@ -122,10 +122,10 @@ def _table(rows: list) -> list:
     lines = ["| point | seeds | SRCC | SRCC 95 % CI | PLCC | PLCC 95 % CI | SRCC − best (paired 95 % CI) "
              "| params (M) trainable / total | MMACs / sample |", "|---|---:|---:|---|---:|---|---|---|---:|"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.seeds} | {leaderboard._mean_std(r.srcc, r.srcc_std)} "
-                     f"| {leaderboard._ci(r.srcc_low, r.srcc_high)} | {leaderboard._mean_std(r.plcc, r.plcc_std)} "
-                     f"| {leaderboard._ci(r.plcc_low, r.plcc_high)} | {leaderboard._vs_best(r)} "
-                     f"| {leaderboard._params(r)} | {leaderboard._fmt(r.macs_per_sample / 1e6, '.2f')} |")
+        lines.append(f"| {r.name} | {r.seeds} | {leaderboard.mean_std_cell(r.srcc, r.srcc_std)} "
+                     f"| {leaderboard.ci_cell(r.srcc_low, r.srcc_high)} | {leaderboard.mean_std_cell(r.plcc, r.plcc_std)} "
+                     f"| {leaderboard.ci_cell(r.plcc_low, r.plcc_high)} | {leaderboard.vs_best_cell(r)} "
+                     f"| {leaderboard.params_cell(r)} | {leaderboard.fmt(r.macs_per_sample / 1e6, '.2f')} |")
     return lines
 
 
@@ -147,7 +147,7 @@ def render(results: list, note: str = "") -> dict:
             files[f"sweep_{sweep['name']}.png"] = png
             lines += [f"![{sweep['name']}](sweep_{sweep['name']}.png)", ""]
         for r in rows:
-            writer.writerow([sweep["name"], r.name, *(leaderboard._csv_value(getattr(r, f)) for f in leaderboard.ROW_FIELDS)])
+            writer.writerow([sweep["name"], r.name, *(leaderboard.csv_value(getattr(r, f)) for f in leaderboard.ROW_FIELDS)])
     lines.append("SRCC − best: paired bootstrap over the same test images against the sweep's best point; "
                  "* the interval excludes 0.")
     files["sweeps.md"] = ("\n".join(lines) + "\n").encode("utf-8")
