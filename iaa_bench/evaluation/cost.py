@@ -15,7 +15,8 @@ def trainable_macs_per_sample(model, loader, samples: int = 4) -> float:
 
     Counted by torch.utils.flop_counter (matmuls, convolutions, attention; lookups such as
     EmbeddingBag count 0) over the model's own test forward, minus what ran inside its
-    frozen-encoder submodules: the cost a cached-feature step pays.
+    frozen-encoder submodules: the cost a cached-feature step pays. Unlike model_stats (thop's
+    convention, random features of archs with frozen encoders), this counts any arch, on real samples.
     """
     batch = next(iter(loader))
     n = min(samples, len(batch["mos_label"]))
