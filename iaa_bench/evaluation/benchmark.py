@@ -71,7 +71,7 @@ from iaa_bench.training.run_folder import setup_run_logging
 from iaa_bench.utils.atomic import atomic_write, atomic_write_json
 from iaa_bench.utils.errors import IAABenchError, OptionError
 from iaa_bench.utils.offline import ALLOW_DOWNLOAD, WeightsUnavailableError, weights_required
-from iaa_bench.utils.pyiqa_adapter import create_metric
+from iaa_bench.utils.pyiqa_adapter import create_metric, pyiqa_metric_names
 
 BENCHMARK_KEYS = {"name", "dataset", "split", "train_missing", "ceiling", "models", "seeds", "sweeps", "references",
                   "bootstrap"}
@@ -108,8 +108,6 @@ def _check_models(models, errors) -> None:
         elif "opt" in entry and not osp.isfile(str(entry["opt"])):
             errors.append(f"{where}: option file not found: {entry['opt']}")
         elif "pyiqa_metric" in entry:
-            from iaa_bench.utils.pyiqa_adapter import pyiqa_metric_names
-
             known_metrics = known_metrics or pyiqa_metric_names()
             if entry["pyiqa_metric"] not in known_metrics:
                 errors.append(f"{where}: pyiqa has no metric `{entry['pyiqa_metric']}`"

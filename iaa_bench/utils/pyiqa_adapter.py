@@ -4,8 +4,8 @@ Everything else in iaa_bench imports pyiqa through the names below, so a pyiqa u
 (tested: 0.1.16) is a one-file change. Where pyiqa is wrong (see README "pyiqa defects
 fixed"), the fix lives in iaa_bench's own engine/model, built on these names.
 """
-from pyiqa.api_helpers import create_metric
 from pyiqa import list_models as pyiqa_metric_names
+from pyiqa.api_helpers import create_metric
 from pyiqa.archs import build_network
 from pyiqa.archs.arch_util import dist_to_mos
 from pyiqa.data import build_dataset
