@@ -9,6 +9,8 @@ Options (pyiqa dataset schema):
     dataroot_target: image folder; default: `image_dir` of report.json
     split: train|val|test (default: phase) -- rows with that `official_split` code
     augment: pyiqa's transform options (resize, hflip, random_crop, ...); img_range: 1.0
+    exif_transpose: true (false: pyiqa-identical preprocessing, EXIF orientation ignored)
+    max_image_pixels: larger images are unreadable (`bad_image` applies); default PIL's limit
     text: {tokenizer: name or path ('offline-minilm'), max_length: 512, separator: ' ',
            comment_fraction: 1.0, seed: 0}; `tokenizer: hashed-ngrams` (with `buckets`,
            `ngram`) gives hashed word n-grams of the whole comment set instead
@@ -41,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from iaa_bench.data.ava_formats import NUM_BINS, SPLIT_CODES, CommentStore
+from iaa_bench.data.images import load_image, loading_options
 from iaa_bench.data.ngrams import HASHED_NGRAMS, HashedNgrams
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
@@ -81,6 +83,7 @@ class AVACommentsDataset(BaseIQADataset):
         self.meta_info = pd.read_csv(root / "meta_info.csv")
         self.paths_mos = self.meta_info.values.tolist()
         self.text_opt = {**TEXT_DEFAULTS, **opt["text"]} if opt.get("text") else None
+        self.loading = loading_options(opt)
         self.store = CommentStore(root)
         self.epoch = 0
         if self.text_opt is not None:
@@ -125,14 +128,19 @@ class AVACommentsDataset(BaseIQADataset):
                 "img_path": self.image_path(index)}
 
     def cache_identity(self) -> dict:
-        """Everything that determines what the frozen encoders see of this split (the feature cache's key)."""
+        """Everything that determines what the frozen encoders see of this split (the feature cache's key).
+
+        Image files count by path, size and mtime_ns: an image overwritten under the same name changes the key.
+        """
+        from iaa_bench.data.feature_cache import file_sha256, image_files_sha256
+
         rows = json.dumps(self.paths_mos, default=str).encode()
         identity = {"type": type(self).__name__, "phase": self.phase, "split": self.opt.get("split", self.phase),
                     "rows_sha256": hashlib.sha256(rows).hexdigest(), "image_dir": str(self.image_dir),
-                    "augment": dict(self.opt.get("augment") or {}), "img_range": self.img_range, "text": None}
+                    "augment": dict(self.opt.get("augment") or {}), "img_range": self.img_range, "text": None,
+                    "image_loading": self.loading,
+                    "image_files_sha256": image_files_sha256(self.image_path(i) for i in range(len(self)))}
         if self.text_opt is not None:
-            from iaa_bench.data.feature_cache import file_sha256
-
             identity["text"] = {**{k: self.text_opt[k] for k in ("tokenizer", *TEXT_DEFAULTS)},
                                 "tokenizer_class": type(self.tokenizer).__name__,
                                 "vocab_size": self.tokenizer.vocab_size, "comments_sha256": file_sha256(self.store.path)}
@@ -150,8 +158,7 @@ class AVACommentsDataset(BaseIQADataset):
 
     def __getitem__(self, index):
         sample = self.labels(index)
-        with Image.open(sample["img_path"]) as img:
-            sample["img"] = self.trans(img.convert("RGB")) * self.img_range
+        sample["img"] = self.trans(load_image(sample["img_path"], **self.loading)) * self.img_range
         if self.text_opt is not None:
             sample.update(self.tokens(index))
         return sample

@@ -1,4 +1,5 @@
 """Frozen-feature cache: equal to the uncached path, keyed, resumable, refuses random augments, DDP, no decoding."""
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,7 @@ def test_key_changes_with_encoder_image_size_max_length_and_data(demo, tmp_path)
     assert image_folder(tiny_mmlq(image_encoder=image_64), dataset(demo)) != image_base
 
 
+@pytest.mark.drill
 def test_random_augments_and_comment_subsets_are_refused(demo):
     with pytest.raises(fc.FeatureCacheError, match="datasets.train.augment.random_crop"):
         fc.describe(tiny_mmlq(), dataset(demo, augment={"resize": [72, 72], "random_crop": 64}), "float16")
@@ -129,6 +131,7 @@ def test_hflip_is_a_second_view_drawn_per_sample(demo, tmp_path):
     assert 0 < draws[0].sum() < len(ds) and not torch.equal(draws[0], draws[1])
 
 
+@pytest.mark.drill
 def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     ds = dataset(demo)
     net = tiny_mmlq()
@@ -144,8 +147,9 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
         return encode_text(ids, mask)
 
     net.text_encoder.forward = crash_after_two_batches
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:  # Ctrl-C: the clean stop, samples done so far kept
         fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "b")}, "cpu", show_progress=False)
+    assert stop.value.code == 128 + signal.SIGINT
     folder = fc.cache_folder(str(tmp_path / "b"), fc.describe(net, ds, "float16", kinds=("text",)))
     assert np.fromfile(Path(folder) / "done.bin", np.uint8).sum() == 8  # the image cache was built first
     assert not fc._read_meta(folder)["complete"]
@@ -210,3 +214,34 @@ def test_cached_training_under_two_process_torchrun(demo, tmp_path):
     for folder in folders:
         assert fc._read_meta(tmp_path / "cache" / folder)["complete"]
         assert np.fromfile(tmp_path / "cache" / folder / "done.bin", np.uint8).all()
+
+
+@pytest.mark.drill
+def test_key_covers_every_image_file_the_labels_and_the_comments(demo, tmp_path):
+    """Overwriting images (same names), editing a label or a comment each build a new cache."""
+    import json
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+
+    def folder():
+        return fc.cache_folder(str(tmp_path), fc.describe(tiny_mmlq(), dataset(data), "float16"))
+
+    keys = [folder()]
+    images = data / json.loads((data / "report.json").read_text())["image_dir"]
+    for image in images.iterdir():  # same names, same sizes: only the modification times tell
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 1_000_000))
+    keys.append(folder())
+    meta = data / "meta_info.csv"
+    lines = meta.read_text().splitlines(keepends=True)
+    k = next(k for k, line in enumerate(lines) if line.rstrip().endswith(",0"))  # a train row
+    row = lines[k].split(",")
+    row[2] = str(int(row[2]) + 1)  # one more vote
+    meta.write_text("".join([*lines[:k], ",".join(row), *lines[k + 1:]]))
+    keys.append(folder())
+    store = data / "comments.jsonl"
+    store.write_bytes(store.read_bytes().replace(b"a", b"o", 1))
+    keys.append(folder())
+    assert len(set(keys)) == len(keys)

@@ -1,9 +1,13 @@
 """prepare_ava: exact report counts on a hand-made raw AVA, pyiqa compatibility, refusals."""
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image, ImageFile
 
 from iaa_bench.data import prepare as prepare_ava
@@ -119,6 +123,7 @@ def test_split_without_test_list_is_seeded():
     assert (codes.count(2), codes.count(1), codes.count(0)) == (200, 80, 720)
 
 
+@pytest.mark.drill
 @pytest.mark.parametrize("line3, reason", [
     ("3 103 0 0 1 3 10 10 3 1 0 0 0\n", "expected 15 columns"),
     ("3 103 0 0 x 3 10 10 3 1 0 0 0 0 1\n", "non-integer value 'x'"),
@@ -137,6 +142,7 @@ def test_malformed_labels_fail_naming_file_and_line(raw, tmp_path, capsys, line3
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no staging folder left behind
 
 
+@pytest.mark.drill
 def test_bad_test_list_id_fails_and_keeps_previous_output(raw, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -147,6 +153,7 @@ def test_bad_test_list_id_fails_and_keeps_previous_output(raw, tmp_path, capsys)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.drill
 def test_non_empty_out_needs_overwrite(raw, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -162,3 +169,96 @@ def test_non_empty_out_needs_overwrite(raw, tmp_path, capsys):
 def test_labels_parser_reads_ids_in_file_order(raw):
     labels = read_labels(raw / "AVA.txt")
     assert labels.ids == list(VOTES) and labels.tags[0] == (1, 0)
+
+
+# ---------------------------------------------------------------- nothing lost, every mistake answered
+def _tool(*argv):
+    return run(prepare_ava.main, [*map(str, argv), "--val-fraction", "0", "--no-progress"])
+
+
+@pytest.mark.drill
+def test_overwrite_refuses_an_out_folder_holding_an_input(raw, tmp_path, capsys):
+    """The demo's own layout (raw files under the prepared folder): --overwrite must not delete them."""
+    demo = tmp_path / "demo"
+    (demo / "raw").parent.mkdir()
+    raw = Path(shutil.move(raw, demo / "raw"))
+    before = sorted(p.relative_to(demo) for p in demo.rglob("*"))
+    assert _tool("--ava-txt", raw / "AVA.txt", "--comments", raw / "comments.txt", "--images", raw / "images",
+                 "--out", demo, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert f"--ava-txt {raw / 'AVA.txt'} lies inside --out {demo}" in err and "deleting it" in err
+    assert sorted(p.relative_to(demo) for p in demo.rglob("*")) == before
+
+
+@pytest.mark.drill
+def test_image_only_dataset_prepares_and_trains(raw, tmp_path):
+    """No --comments (and an empty comments file): prepared, and an image-only model trains on it."""
+    from conftest import ASSETS
+
+    from iaa_bench.training.loop import train_pipeline
+
+    (raw / "empty.txt").write_text("")
+    for comments in ([], ["--comments", raw / "empty.txt"]):
+        out = tmp_path / f"out{len(comments)}"
+        assert _tool("--ava-txt", raw / "AVA.txt", *comments, "--images", raw / "images", "--out", out) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert (report["rows"], report["with_comments"], report["without_comments"]) == (6, 0, 6)
+    dataset = {"type": "AVACommentsDataset", "dataroot": str(tmp_path / "out0"), "augment": {"resize": [32, 32]},
+               "img_range": 1}
+    opt = {"name": "image_only", "model_type": "IAAModel", "num_gpu": 0, "manual_seed": 1,
+           "plugins": [str(ASSETS / "tiny_iaa_arch.py")],
+           "datasets": {"train": {**dataset, "name": "t", "split": "train", "batch_size_per_gpu": 2},
+                        "val": {**dataset, "name": "v", "split": "test", "batch_size_per_gpu": 2}},
+           "network": {"type": "TinyIAANet", "width": 4}, "path": {},
+           "train": {"optim": {"type": "Adam", "lr": 1e-3}, "total_iter": 2,
+                     "mos_loss_opt": {"type": "ScoreDistEMDLoss", "r": 2}},
+           "val": {"val_freq": 2, "metrics": {"plcc": {"type": "aesthetic_plcc"}}},
+           "logger": {"print_freq": 1, "use_tb_logger": False}}
+    (tmp_path / "io.yml").write_text(yaml.safe_dump(opt))
+    metrics = train_pipeline(["-opt", str(tmp_path / "io.yml"), "--root", str(tmp_path)])
+    assert set(metrics) == {"plcc"}
+
+
+@pytest.mark.drill
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(raw, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.tmp-{int(dead.stdout)}-abcd1234"
+    (stale / "raw").mkdir(parents=True)
+    live = tmp_path / f".out.tmp-{os.getpid()}-efgh5678"  # a run still in progress: kept
+    live.mkdir()
+    assert run_tool(raw, tmp_path / "out") == 0
+    assert not stale.exists() and live.exists()
+
+
+@pytest.mark.drill
+def test_a_mistyped_images_folder_is_an_error_not_an_empty_dataset(raw, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _tool("--ava-txt", raw / "AVA.txt", "--images", raw / "imagse", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "no usable image" in err and str(raw / "imagse") in err
+    assert not out.exists()
+
+
+@pytest.mark.drill
+@pytest.mark.parametrize("csv", [False, True])
+def test_a_byte_order_mark_does_not_drop_or_break_the_first_row(raw, tmp_path, csv):
+    if csv:  # the CSV variant without a header: the BOM used to make its first row look like a header
+        rows = [f"{i},{v.replace(' ', ',')},{k % 3},0,{1000 + k}" for k, (i, v) in enumerate(VOTES.items(), 1)]
+        text = "\n".join(rows) + "\n"
+    else:
+        text = ava_lines()
+    (raw / "AVA.txt").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    (raw / "comments.txt").write_bytes(b"\xef\xbb\xbf" + (raw / "comments.txt").read_bytes())
+    assert read_labels(raw / "AVA.txt").ids == list(VOTES)
+    assert run_tool(raw, tmp_path / "out") == 0
+    assert CommentStore(tmp_path / "out").get(101) == ["Great shot", "Nice colours"]
+
+
+@pytest.mark.drill
+def test_html_entities_in_comments_are_not_split(raw, tmp_path):
+    (raw / "comments.txt").write_text("1#101#it&#39;s sharp#&quot;wow&quot; &amp; more#issue &#35;2#ok\n")
+    assert run_tool(raw, tmp_path / "out") == 0
+    assert CommentStore(tmp_path / "out").get(101) == ["it's sharp", '"wow" & more', "issue #2", "ok"]

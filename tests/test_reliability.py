@@ -1,9 +1,11 @@
 """Fault injection: every row of the README's reliability table has a test here."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from conftest import REPO, run_script, tiny_options, write_options, write_tiny_a
 from iaa_bench.config.schema import validate_options
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.errors import BadImageError, NonFiniteLossError, OptionError
+
+pytestmark = pytest.mark.drill  # every test here is a row of the README's reliability table
 
 
 @pytest.fixture
@@ -211,3 +215,204 @@ def test_only_the_newest_states_are_kept(tmp_path):
     checkpoint.prune_states(str(tmp_path), keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["6.state", "8.state"]
     assert checkpoint.load_latest_state(str(tmp_path))[1]["iter"] == 8
+
+
+# ---------------------------------------------------------------- same options, same numbers; nothing lost
+TINY_MMLQ = {"type": "MMLQ", "image_encoder": {"name": "resnet10t", "weights": None, "img_size": 64},
+             "text_encoder": {"name": "offline-minilm", "max_length": 24, "weights": None,
+                              "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                         "intermediate_size": 64, "vocab_size": 30522}},
+             "num_visual_queries": 4, "num_text_queries": 3, "dim": 32, "num_heads": 4, "depth": 2, "dropout": 0.1}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from iaa_bench.data.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    build_demo(out, n=40, size=64, workers=1, progress=False)
+    return out
+
+
+def mmlq_options(data, name="mmlq", total_iter=4, cache=True, **network):
+    ds = {"type": "AVACommentsDataset", "dataroot": str(data), "augment": {"resize": [64, 64], "hflip": True},
+          "img_range": 1}
+    opt = tiny_options(data, name=name, network={**TINY_MMLQ, **network}, total_iter=total_iter)
+    opt.pop("plugins")
+    opt["datasets"] = {"train": {**ds, "name": "t", "split": "train", "batch_size_per_gpu": 4, "num_worker_per_gpu": 0},
+                       "val": {**ds, "name": "v", "split": "val", "batch_size_per_gpu": 4}}
+    opt["train"]["optim"]["type"] = "AdamW"
+    opt["feature_cache"] = {"enabled": cache}
+    return opt
+
+
+def test_reused_feature_cache_gives_the_same_weights_as_a_fresh_one(tmp_path, demo):
+    opt_file = write_options(tmp_path / "m.yml", mmlq_options(demo))
+    train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])  # builds the caches
+    cache_mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "feature_cache").rglob("*.bin")}
+    train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path), "--force_yml", "name=mmlq_again"])
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "feature_cache").rglob("*.bin")} == cache_mtimes  # reused
+    _assert_same_weights(_weights(tmp_path, "mmlq"), _weights(tmp_path, "mmlq_again"))
+
+
+def _tiny_run(tmp_path, data, **changes):
+    opt = tiny_options(data, total_iter=6)
+    for key, value in changes.items():
+        section, leaf = key.split(".")
+        opt[section][leaf] = value
+    return write_options(tmp_path / "tiny.yml", opt)
+
+
+def test_resume_with_changed_options_is_refused_before_any_file_is_touched(tmp_path, data):
+    opt_file = _tiny_run(tmp_path, data)
+    assert run_script("train.py", "-opt", opt_file, "--force_yml", "train:total_iter=3", cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / "experiments/tiny"
+    before = {p: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    _tiny_run(tmp_path, data, **{"network.width": 16})
+    out = run_script("train.py", "-opt", opt_file, "--auto_resume", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "network.width: 8 -> 16" in out.stderr and "--force_resume" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert {p: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+    _tiny_run(tmp_path, data, **{"train.scheduler": {"type": "MultiStepLR", "milestones": [4], "gamma": 0.1}})
+    out = run_script("train.py", "-opt", opt_file, "--auto_resume", cwd=tmp_path)
+    assert out.returncode == 2 and "train.scheduler.gamma: 0.5 -> 0.1" in out.stderr, out.stderr[-2000:]
+    out = run_script("train.py", "-opt", opt_file, "--auto_resume", "--force_resume", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--force_resume: resuming" in out.stderr and "Resumed from" in out.stderr
+    assert "gamma: 0.1" in (run_dir / "resolved_options.yml").read_text()
+
+
+def test_a_second_run_of_the_same_name_stops_while_the_first_runs(tmp_path, data):
+    opt = tiny_options(data, total_iter=200, network={"type": "TinyIAANet", "width": 8, "delay": 0.15})
+    opt_file = write_options(tmp_path / "tiny.yml", opt)
+    proc, log_path = _start_slow_run(tmp_path, opt_file, tmp_path)
+    try:
+        _wait_for_iter(log_path, 2)
+        second = run_script("train.py", "-opt", opt_file, cwd=tmp_path)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"another run named `tiny` is writing {tmp_path / 'experiments/tiny'} (PID {proc.pid})" in second.stderr
+        assert not list((tmp_path / "experiments").glob("tiny_archived_*"))  # the live folder was left alone
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    # the killed run's lock is stale: the kernel released it with the process
+    third = run_script("train.py", "-opt", opt_file, "--auto_resume", "--force_resume", "--force_yml",
+                       "train:total_iter=3", "network:delay=0", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr[-2000:]
+
+
+def _answered_up_front(tmp_path, capsys, opt, *expected):
+    """In-process twin of `_fails_cleanly` (the same exit path, without a Python start-up per case)."""
+    from iaa_bench.utils.cli import run
+
+    assert run(train_pipeline, ["-opt", str(write_options(tmp_path / "bad.yml", opt)), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, err[-2000:]
+    assert not (tmp_path / "experiments").exists() and not (tmp_path / "tb_logger").exists()
+
+
+@pytest.mark.parametrize("name", ["../outside", "/tmp/abs_dir", "..", ".", "a/b"])
+def test_name_must_be_a_single_folder_name(tmp_path, capsys, data, name):
+    _answered_up_front(tmp_path, capsys, tiny_options(data, name=name), "option `name` must be a single folder name")
+
+
+@pytest.mark.parametrize("cache, message", [
+    ({"enabled": "yes"}, "`feature_cache.enabled` must be true or false"),
+    ({"enabled": True, "dtype": "int8"}, "`feature_cache.dtype` must be one of"),
+    ({"enabled": True, "batch_size": 0}, "`feature_cache.batch_size` must be a positive int"),
+    ({"enabled": True, "flush_seconds": -1}, "`feature_cache.flush_seconds` must be a positive number"),
+    ({"enabled": True, "dirr": "x"}, "unknown option `feature_cache.dirr`"),
+])
+def test_bad_feature_cache_values_are_answered_before_any_work(tmp_path, capsys, demo, cache, message):
+    opt = mmlq_options(demo)
+    opt["feature_cache"] = cache
+    _answered_up_front(tmp_path, capsys, opt, message)
+
+
+def test_random_crop_with_the_cache_and_a_batch_larger_than_the_split_are_answered_up_front(tmp_path, capsys, demo):
+    opt = mmlq_options(demo)
+    opt["datasets"]["train"]["augment"]["random_crop"] = 56
+    _answered_up_front(tmp_path, capsys, opt, "`datasets.train.augment.random_crop` is a random transform")
+    opt = mmlq_options(demo, cache=False)
+    opt["datasets"]["train"]["batch_size_per_gpu"] = 1000
+    _answered_up_front(tmp_path, capsys, opt, "`datasets.train.batch_size_per_gpu` (1000) is larger than the")
+
+
+def test_feature_cache_refuses_a_build_larger_than_the_free_space(tmp_path, demo, monkeypatch):
+    from iaa_bench.data import feature_cache
+
+    monkeypatch.setattr(feature_cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    opt_file = write_options(tmp_path / "m.yml", mmlq_options(demo))
+    with pytest.raises(feature_cache.FeatureCacheError) as err:
+        train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])
+    message = str(err.value)
+    assert "(1000 bytes) free" in message and "GiB (" in message
+    assert "feature_cache.dir" in message and "feature_cache.enabled: false" in message
+    assert not (tmp_path / "feature_cache").exists()  # nothing written
+    assert "planned size" in next((tmp_path / "experiments/mmlq").glob("train_*.log")).read_text()
+
+
+def test_sigint_during_the_cache_build_is_the_clean_stop(tmp_path, demo, monkeypatch):
+    from iaa_bench.archs import mmlq_arch
+
+    encode_image = mmlq_arch.MMLQ.encode_image
+    calls = []
+
+    def interrupted_on_the_second_batch(self, img):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what SIGINT raises in the main thread
+        return encode_image(self, img)
+
+    monkeypatch.setattr(mmlq_arch.MMLQ, "encode_image", interrupted_on_the_second_batch)
+    opt_file = write_options(tmp_path / "m.yml", mmlq_options(demo))
+    with pytest.raises(SystemExit) as stop:
+        train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])
+    assert stop.value.code == 128 + signal.SIGINT
+    log_text = next((tmp_path / "experiments/mmlq").glob("train_*.log")).read_text()
+    assert "Feature cache build interrupted (SIGINT): 4 of" in log_text and "run the same command again" in log_text
+
+
+def _copy_with_a_truncated_training_image(demo, tmp_path):
+    import json
+    import shutil
+
+    data = tmp_path / "demo_copy"
+    shutil.copytree(demo, data)
+    report = json.loads((data / "report.json").read_text())
+    train_rows = [line.split(",") for line in (data / "meta_info.csv").read_text().splitlines()[1:]]
+    victim = data / report["image_dir"] / next(row[0] for row in train_rows if row[-1] == "0")
+    victim.write_bytes(victim.read_bytes()[:300])
+    return data, victim
+
+
+def test_bad_image_skip_works_with_the_feature_cache_and_skips_the_same_images(tmp_path, demo):
+    data, victim = _copy_with_a_truncated_training_image(demo, tmp_path)
+    recorded = {}
+    for cache in (True, False):
+        opt = mmlq_options(data, name=f"cache_{cache}", total_iter=7, cache=cache)
+        opt["datasets"]["train"]["bad_image"] = "skip"
+        opt["val"]["val_freq"] = 100
+        opt_file = write_options(tmp_path / f"{cache}.yml", opt)
+        train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])  # 7 iterations of 4: more than one epoch
+        recorded[cache] = (tmp_path / f"experiments/cache_{cache}/skipped_images.txt").read_text().splitlines()
+    assert recorded[True] == recorded[False] == [str(victim)]  # once, not once per epoch
+
+
+def test_unreadable_val_and_test_images_are_logged_listed_and_counted(tmp_path, data):
+    victims = [data / "images/1022.jpg", data / "images/1025.jpg"]  # a val and a test image (pyiqa's split)
+    for victim in victims:
+        victim.write_bytes(victim.read_bytes()[:200])
+    opt = tiny_options(data, total_iter=3)
+    opt["datasets"]["val"].update(bad_image="skip", val_num=3)
+    opt["datasets"]["test"] = {**opt["datasets"]["val"], "name": "tiny_test"}
+    train_pipeline(["-opt", str(write_options(tmp_path / "tiny.yml", opt)), "--root", str(tmp_path)])
+    final = json.loads((tmp_path / "experiments/tiny/final_metrics.json").read_text())
+    assert final["test"]["test"]["unreadable_images"] == [str(victims[1])]
+    assert final["test"]["test"]["images"] == 6 - 1
+    log_text = next((tmp_path / "experiments/tiny").glob("train_*.log")).read_text()
+    assert "unreadable image(s) left out of the metrics: " + str(victims[0]) in log_text
+    assert "(on 2 images, 1 unreadable left out)" in log_text

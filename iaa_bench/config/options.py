@@ -31,6 +31,9 @@ def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                         help="none: one process; pytorch: torchrun (DistributedDataParallel).")
     parser.add_argument("--auto_resume", action="store_true", help="Resume from the newest good training state.")
+    if is_train:
+        parser.add_argument("--force_resume", action="store_true",
+                            help="Resume even though the network / optimiser / scheduler / datasets options changed.")
     parser.add_argument("--debug", action="store_true", help="Prefix the run name with debug_ (pyiqa convention).")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--force_yml", nargs="+", default=None, metavar="KEY:SUB=VALUE",

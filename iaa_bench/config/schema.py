@@ -12,6 +12,7 @@ import inspect
 import math
 from os import path as osp
 
+from iaa_bench.data.feature_cache import option_problems as feature_cache_problems
 from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS
 from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import (
@@ -168,8 +169,12 @@ def _check_values(opt, errors):
     num_gpu = opt.get("num_gpu", 0)
     if num_gpu != "auto" and (not isinstance(num_gpu, int) or isinstance(num_gpu, bool) or num_gpu < 0):
         errors.append(f"option `num_gpu` must be `auto` or a whole number >= 0, got {num_gpu!r}")
-    if "name" in opt and (not isinstance(opt["name"], str) or not opt["name"]):
-        errors.append(f"option `name` must be a non-empty string, got {opt['name']!r}")
+    name = opt.get("name")
+    if "name" in opt and (not isinstance(name, str) or not name):
+        errors.append(f"option `name` must be a non-empty string, got {name!r}")
+    elif isinstance(name, str) and (name in (".", "..") or any(c in name for c in "/\\\0")):
+        errors.append(f"option `name` must be a single folder name (no `/`, not `.` or `..`): it names "
+                      f"experiments/<name>, got {name!r}")
 
 
 def _check_not_implemented(opt, errors):
@@ -273,6 +278,7 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
     for section in SCHEMA:
         _check_section(opt, section, errors)
 
+    errors += feature_cache_problems(opt)
     if isinstance(opt.get("model_type"), str) and opt["model_type"] not in ("DistIQAModel", "GeneralIQAModel"):
         _check_name("model", opt["model_type"], "model_type", errors)
     if isinstance(opt.get("network"), dict):

@@ -13,8 +13,10 @@ sorted by id; ids without comments have no row. A reader keeps only the index in
 one record with a single `os.pread`, so DataLoader workers share nothing mutable and
 never hold all comments in RAM.
 """
+import html
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def read_labels(path, fmt: str = "auto") -> AvaLabels:
         raise ValueError(f"unknown labels format {fmt!r} (expected 'txt', 'csv' or 'auto')")
     expected, id_col = (_TXT_COLUMNS, 1) if fmt == "txt" else (_CSV_COLUMNS, 0)
     labels, first_line = AvaLabels(), {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM is not part of the first id
         for line_no, line in enumerate(f, 1):
             fields = line.split(",") if fmt == "csv" else line.split()
             if fmt == "csv":
@@ -111,7 +113,7 @@ def read_labels(path, fmt: str = "auto") -> AvaLabels:
 def read_id_list(path) -> list:
     """Image ids of a `.jpgl` list: one id per line, an optional `.jpg` suffix allowed."""
     ids = []
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for line_no, line in enumerate(f, 1):
             text = line.strip()
             if not text:
@@ -124,8 +126,25 @@ def read_id_list(path) -> list:
     return ids
 
 
+NUMERIC_ENTITY = re.compile(r"&#(?=(?:[0-9]+|[xX][0-9a-fA-F]+);)")
+
+
+def split_comment_line(line: str) -> list:
+    """`<n>#<id>#<c1>#...` split at `#`, except the `#` of numeric HTML entities (`&#39;`), then unescaped.
+
+    AVA-Comments writes apostrophes and quotes as `&#39;` / `&quot;`: split naively, `it&#39;s`
+    becomes two comments `it&` and `39;s`. The entities are unescaped after splitting, so an
+    escaped `&#35;` stays a `#` inside its comment.
+    """
+    protected = NUMERIC_ENTITY.sub("&\0", line.replace("\0", ""))
+    return [html.unescape(field.replace("&\0", "&#")) for field in protected.split("#")]
+
+
 def write_comment_store(comments_path, known_ids, dest_dir) -> dict:
     """Stream `AVA_Comments_Full.txt` into the prepared store in `dest_dir`; return counters.
+
+    HTML entities in comments are unescaped (`split_comment_line`); a UTF-8 BOM is ignored.
+    `comments_path` None writes an empty store (an image-only dataset).
 
     Lines that are not valid UTF-8 are decoded with replacement characters and counted;
     lines whose id field is not an integer are skipped and counted; lines of ids not in
@@ -138,7 +157,7 @@ def write_comment_store(comments_path, known_ids, dest_dir) -> dict:
     spans = {}
     repeated = set()
     store_path = Path(dest_dir) / COMMENTS_FILE
-    with open(comments_path, "rb") as src, open(store_path, "wb") as out:
+    with open(comments_path or os.devnull, "rb") as src, open(store_path, "wb") as out:
         offset = 0
         for raw in src:
             raw = raw.rstrip(b"\r\n")
@@ -150,7 +169,9 @@ def write_comment_store(comments_path, known_ids, dest_dir) -> dict:
             except UnicodeDecodeError:
                 line = raw.decode("utf-8", errors="replace")
                 stats["undecodable_bytes_lines"] += 1
-            fields = line.split("#")
+            if stats["comment_lines"] == 1:
+                line = line.removeprefix("\ufeff")
+            fields = split_comment_line(line)
             image_id = fields[1].strip() if len(fields) > 1 else ""
             if not _is_int(image_id):
                 stats["comment_lines_skipped"] += 1
@@ -209,8 +230,10 @@ class CommentStore:
     def spans(self, image_ids):
         """(offsets, lengths) arrays for many ids at once; length 0 = no comments."""
         image_ids = np.asarray(image_ids, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self.ids, image_ids), 0, max(len(self.ids) - 1, 0))
-        found = (self.ids[pos] == image_ids) if len(self.ids) else np.zeros(len(image_ids), bool)
+        if not len(self.ids):  # a store without comments (image-only dataset)
+            return np.zeros(len(image_ids), np.int64), np.zeros(len(image_ids), np.int64)
+        pos = np.clip(np.searchsorted(self.ids, image_ids), 0, len(self.ids) - 1)
+        found = self.ids[pos] == image_ids
         return np.where(found, self.offsets[pos], 0), np.where(found, self.lengths[pos], 0)
 
     def read(self, offset: int, length: int) -> list:

@@ -9,7 +9,7 @@ import signal
 from os import path as osp
 
 import torch
-from PIL import ImageFile
+from PIL import Image, ImageFile
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from iaa_bench.models import contract
@@ -74,6 +74,10 @@ class GuardedDataset(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
+    def with_augment(self, augment: dict) -> "GuardedDataset":
+        """The wrapped dataset's re-augmented copy, under the same policy (the feature cache's build view)."""
+        return GuardedDataset(self.dataset.with_augment(augment), self.policy)
+
     def image_path(self, index) -> str:
         """The dataset's own `image_path(index)`; pyiqa's datasets keep `dataroot` + `paths_mos[index][0]`."""
         if hasattr(self.dataset, "image_path"):
@@ -85,7 +89,7 @@ class GuardedDataset(Dataset):
     def __getitem__(self, index):
         try:
             return self.dataset[index]
-        except (OSError, SyntaxError) as err:  # PIL's decode errors, missing files
+        except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's decode errors, missing files
             path = self.image_path(index)
             if self.policy == "fail":
                 raise BadImageError(f"Unreadable image {path}: {err} "

@@ -16,10 +16,13 @@ of all rows. val = a seeded `--val-fraction` (default 0.05) of the remaining row
 train = the rest. Splits are drawn over all label rows before bad images are excluded,
 so repairing an image later does not reshuffle the others.
 
-The folder is built in a temporary directory beside OUT_DIR and renamed into place at
-the end; an existing non-empty OUT_DIR is replaced only with `--overwrite`, and only
-after the new folder is complete. Malformed input exits with status 2 and one line
-`error: FILE:LINE: reason`.
+The folder is built in a temporary directory beside OUT_DIR (named with the PID, so one
+left by a killed run is removed by the next) and renamed into place at the end; an
+existing non-empty OUT_DIR is replaced only with `--overwrite`, only after the new
+folder is complete, and never when an input lies inside it (refused up front).
+Without `--comments` the comments store is empty (an image-only dataset). Malformed
+input exits with status 2 and one line `error: FILE:LINE: reason`; so does a run in
+which no image is readable (a mistyped `--images`).
 
 Scale (real AVA: 255,530 rows, ~3.6 M comments, 2 cores):
 - Parsing labels and comments streams line by line (see the measured time in README);
@@ -51,7 +54,7 @@ from iaa_bench.data.ava_formats import (
     read_labels,
     write_comment_store,
 )
-from iaa_bench.utils.errors import FileAccessError, IAABenchError, OutputExistsError
+from iaa_bench.utils.errors import FileAccessError, IAABenchError, MissingInputError, OutputExistsError
 
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 META_INFO_FILE = "meta_info.csv"
@@ -65,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--ava-txt", required=True, type=Path, help="AVA.txt or the CSV label variant")
     p.add_argument("--labels-format", choices=["auto", "txt", "csv"], default="auto",
                    help="auto: CSV if the first line has a comma")
-    p.add_argument("--comments", required=True, type=Path, help="AVA_Comments_Full.txt")
+    p.add_argument("--comments", type=Path, help="AVA_Comments_Full.txt (leave out for an image-only dataset)")
     p.add_argument("--images", required=True, type=Path, help="folder of <image_id>.jpg")
     p.add_argument("--test-list", type=Path, help="official test ids (generic_test.jpgl)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="test share when no --test-list")
@@ -135,6 +138,9 @@ def prepare(args, dest: Path) -> dict:
     image_dir = args.images.resolve()
     comment_stats = write_comment_store(args.comments, splits, dest)
     status = check_images([str(image_dir / f"{i}.jpg") for i in labels.ids], args.workers, not args.no_progress)
+    if "ok" not in status:
+        raise MissingInputError(f"no usable image: none of the {len(status)} images of {args.ava_txt} is readable in "
+                                f"--images {args.images} (e.g. {image_dir / f'{labels.ids[0]}.jpg'}: {status[0]})")
     _, comment_lengths = CommentStore(dest).spans(labels.ids)
     counts = {"rows": 0, "train": 0, "val": 0, "test": 0, "with_comments": 0, "without_comments": 0}
     with open(dest / META_INFO_FILE, "w", encoding="utf-8", newline="") as f:
@@ -159,7 +165,7 @@ def prepare(args, dest: Path) -> dict:
         "missing_ids": bad["missing"],
         "corrupt_ids": bad["corrupt"],
         "image_dir": _recorded_path(image_dir, dest),
-        "inputs": {"labels": _recorded_path(args.ava_txt, dest), "comments": _recorded_path(args.comments, dest),
+        "inputs": {"labels": _recorded_path(args.ava_txt, dest), "comments": _recorded_path(args.comments, dest) if args.comments else None,
                    "test_list": _recorded_path(args.test_list, dest) if args.test_list else None},
         "options": {"val_fraction": args.val_fraction, "seed": args.seed,
                     "test_fraction": None if args.test_list else args.test_fraction},
@@ -186,6 +192,18 @@ def refuse_existing(out: Path, overwrite: bool):
         raise OutputExistsError(f"{out} exists and is not empty (use --overwrite to replace it)")
 
 
+def refuse_inputs_inside(args, out: Path):
+    """Refuse, before any work, to replace an `out` folder that holds one of the inputs (--overwrite would delete it)."""
+    if not out.exists():
+        return
+    for option in ("ava_txt", "comments", "images", "test_list"):
+        path = getattr(args, option)
+        if path is not None and path.resolve().is_relative_to(out.resolve()):
+            raise OutputExistsError(f"--{option.replace('_', '-')} {path} lies inside --out {out}, which --overwrite "
+                                    "would replace, deleting it: move the inputs out of that folder, or choose "
+                                    "another --out")
+
+
 def publish(staging: Path, out: Path):
     """Move the complete `staging` folder to `out`, replacing an old one only once the new is in place."""
     old = None
@@ -203,10 +221,41 @@ def publish(staging: Path, out: Path):
         shutil.rmtree(old)
 
 
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.tmp-"
+
+
+def remove_stale_staging(out: Path) -> list:
+    """Delete staging folders beside `out` left by killed runs (their PID, in the name, is gone)."""
+    removed = []
+    for folder in out.parent.glob(_staging_prefix(out) + "*"):
+        pid = folder.name[len(_staging_prefix(out)):].split("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def make_staging(out: Path) -> Path:
-    """A fresh temporary folder beside `out` (same file system, so renaming is atomic)."""
+    """A fresh temporary folder beside `out` (same file system, so renaming is atomic), stale ones removed first.
+
+    Its name carries this process's PID, so a later run can tell a killed run's folder from a live one.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    for folder in remove_stale_staging(out):
+        print(f"removed {folder}, left by an interrupted run", file=sys.stderr)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the published folder's mode
@@ -218,6 +267,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = args.out.absolute()
     refuse_existing(out, args.overwrite)
+    refuse_inputs_inside(args, out)
     staging = make_staging(out)
     try:
         report = prepare(args, staging)

@@ -35,6 +35,11 @@ class Evaluation:
     paths: list
     metrics: dict
     seconds: float
+    unreadable: list  # images skipped by `bad_image: skip`, not counted in the metrics
+
+    def summary(self) -> dict:
+        """The metrics with the number of images they were computed on and the images left out."""
+        return {**self.metrics, "images": len(self.pred), "unreadable_images": self.unreadable}
 
     @property
     def images_per_s(self) -> float:
@@ -44,9 +49,10 @@ class Evaluation:
 def evaluate(model, loader, metric_opts=None, desc: str = "Test", show_progress: bool = False) -> Evaluation:
     """Run `model` (an IAAModel) over `loader` and compute `metric_opts` (default: the standard set)."""
     start = time.perf_counter()
-    pred, gt, paths = model.predict(loader, desc=desc, show_progress=show_progress)
+    pred, gt, paths, unreadable = model.predict(loader, desc=desc, show_progress=show_progress)
     seconds = time.perf_counter() - start
-    return Evaluation(pred, gt, paths, compute_metrics(pred, gt, metric_opts or DEFAULT_VAL_METRICS), seconds)
+    return Evaluation(pred, gt, paths, compute_metrics(pred, gt, metric_opts or DEFAULT_VAL_METRICS), seconds,
+                      unreadable)
 
 
 def metric_options(opt) -> dict:
@@ -66,7 +72,7 @@ def evaluate_best_on_test(opt, model) -> dict:
     results = {}
     for phase, loader in eval_loaders(opt, phases):
         loader = with_feature_cache(opt, model, loader)
-        results[phase] = evaluate(model, loader, metric_options(opt), f"Test {phase}", opt["show_progress"]).metrics
+        results[phase] = evaluate(model, loader, metric_options(opt), f"Test {phase}", opt["show_progress"]).summary()
     return results
 
 
@@ -125,11 +131,10 @@ def test_pipeline(argv=None):
         name = loader.dataset.opt.get("name", phase)
         result = evaluate(model, with_feature_cache(opt, model, loader), metric_options(opt), f"Test {name}",
                           opt["show_progress"])
-        results[phase] = {"dataset": name, "images": len(result.pred), "images_per_s": result.images_per_s,
-                          **result.metrics}
+        results[phase] = {"dataset": name, "images_per_s": result.images_per_s, **result.summary()}
         if opt["rank"] == 0:
             write_predictions(osp.join(opt["path"]["results_root"], f"predictions_{phase}.csv"), result)
-            print(f"TEST {opt['name']} {phase} ({name}, {len(result.pred)} images) "
+            print(f"TEST {opt['name']} {phase} ({name}, {len(result.pred)} images, {len(result.unreadable)} unreadable) "
                   + " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()), flush=True)
     if opt["rank"] == 0:
         atomic_write_json(osp.join(opt["path"]["results_root"], "metrics.json"), results)

@@ -33,6 +33,7 @@ from PIL import Image
 from iaa_bench.config.options import load_options
 from iaa_bench.config.schema import validate_options
 from iaa_bench.data import loaders
+from iaa_bench.data.images import load_image, loading_options
 from iaa_bench.evaluation.evaluate import build_eval_model
 from iaa_bench.evaluation.metrics import NUM_BINS
 from iaa_bench.training.run_folder import RESOLVED_OPTIONS
@@ -121,8 +122,7 @@ class Preprocessor:
             self.tokenizer = build_tokenizer(self.text_opt)
 
     def image(self, path: str) -> torch.Tensor:
-        with Image.open(path) as img:
-            return self.pil_image(img.convert("RGB"))
+        return self.pil_image(load_image(path, **loading_options(self.dataset.opt)))
 
     def pil_image(self, img: Image.Image) -> torch.Tensor:
         return self.dataset.trans(img) * self.dataset.img_range

@@ -267,12 +267,14 @@ class IAAModel(BaseModel):
     def predict(self, dataloader, desc="Test", show_progress=False):
         """Predictions and targets over a loader, gathered from every rank.
 
-        Returns (pred, gt, img_paths): (N, 10) distributions when the arch has them
-        and the data has `mos_dist`, otherwise (N,) mean scores.
+        Returns (pred, gt, img_paths, unreadable): (N, 10) distributions when the arch has
+        them and the data has `mos_dist`, otherwise (N,) mean scores; `unreadable` the paths
+        skipped by `bad_image: skip` (not in pred).
         """
-        preds, gts, paths = [], [], []
+        preds, gts, paths, unreadable = [], [], [], []
         bar = tqdm(total=len(dataloader), desc=desc, unit="batch", disable=not show_progress, leave=False)
         for data in dataloader:
+            unreadable.extend(data.get("skipped_images", []))
             if "mos_label" not in data:  # every image of the batch was unreadable (bad_image: skip)
                 continue
             self.feed_data(data)
@@ -287,23 +289,27 @@ class IAAModel(BaseModel):
         pred, gt = torch.cat(preds).numpy(), torch.cat(gts).numpy()
         if self.opt.get("dist"):
             gathered = [None] * self.opt["world_size"]
-            torch.distributed.all_gather_object(gathered, (pred, gt, paths))
+            torch.distributed.all_gather_object(gathered, (pred, gt, paths, unreadable))
             pred = np.concatenate([g[0] for g in gathered])
             gt = np.concatenate([g[1] for g in gathered])
             paths = [p for g in gathered for p in g[2]]
-        return pred, gt, paths
+            unreadable = [p for g in gathered for p in g[3]]
+        if unreadable and self.opt.get("rank", 0) == 0:
+            log.warning(f"{desc}: {len(unreadable)} unreadable image(s) left out of the metrics: {', '.join(unreadable)}")
+        return pred, gt, paths, unreadable
 
     def validation(self, dataloader, current_iter, tb_logger=None, save_img=False):
         dataset_name = dataloader.dataset.opt["name"]
         val_opt = self.opt.get("val") or {}
         metric_opts = val_opt.get("metrics") or DEFAULT_VAL_METRICS
         show = bool(val_opt.get("pbar", True)) and self.opt.get("rank", 0) == 0 and self.opt.get("show_progress", False)
-        pred, gt, _ = self.predict(dataloader, desc=f"Val {dataset_name}", show_progress=show)
+        pred, gt, _, unreadable = self.predict(dataloader, desc=f"Val {dataset_name}", show_progress=show)
         self.metric_results = compute_metrics(pred, gt, metric_opts)
         self._record_best(dataset_name, metric_opts, current_iter)
         if self.opt.get("rank", 0) == 0:
             msg = " ".join(f"{k}={v:.4f}" for k, v in self.metric_results.items())
-            log.info(f"Validation {dataset_name} @ iter {current_iter}: {msg}")
+            left_out = f", {len(unreadable)} unreadable left out" if unreadable else ""
+            log.info(f"Validation {dataset_name} @ iter {current_iter}: {msg} (on {len(pred)} images{left_out})")
             if tb_logger is not None:
                 for k, v in self.metric_results.items():
                     tb_logger.add_scalar(f"val_metrics/{dataset_name}/{k}", v, current_iter)

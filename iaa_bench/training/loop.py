@@ -30,9 +30,11 @@ from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.models.iaa_model import build_iaa_model
 from iaa_bench.training.run_folder import (
     RESOLVED_OPTIONS,
+    RunLock,
+    SkippedImages,
     archive_if_exists,
+    check_resume_options,
     find_resume_state,
-    record_skipped_images,
     setup_run_logging,
     use_progress_bar,
     write_resolved_options,
@@ -64,7 +66,29 @@ def train_pipeline(argv=None):
 
     opt, args = parse_options(is_train=True, argv=argv, validate=validate_options)
     rank = opt["rank"]
+    # everything that can be answered from the options and the data is answered before any folder is touched
+    train_loader, val_loaders = create_dataloaders(opt)
+    sampler = train_loader.sampler  # kept when the feature cache swaps the loader
+    iters_per_epoch = len(sampler) // train_loader.batch_size
+    if iters_per_epoch == 0:
+        train_opt = opt["datasets"]["train"]  # pyiqa's AVADataset moves val_num (default 2000) images into val
+        val_num = train_opt.get("val_num", 2000 if train_opt.get("type") == "AVADataset" else None)
+        hint = f" (datasets.train.val_num: {val_num} moves that many training images into val)" if val_num else ""
+        raise OptionError(f"{args.opt}: option `datasets.train.batch_size_per_gpu` ({train_loader.batch_size}) is "
+                          f"larger than the {len(sampler)} training samples per process{hint}")
+    lock = RunLock(opt["path"]["experiments_root"]).acquire() if rank == 0 else None
+    try:
+        return _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
+    rank = opt["rank"]
     resume_path, resume_state = find_resume_state(opt)
+    if resume_state is not None:
+        check_resume_options(args, resume_path, args.force_resume)
     if resume_state is None and rank == 0:
         archive_if_exists(opt["path"]["experiments_root"])
         if opt["logger"].get("use_tb_logger", True):
@@ -72,10 +96,6 @@ def train_pipeline(argv=None):
     if rank == 0:
         for key in ("experiments_root", "models", "training_states"):
             os.makedirs(opt["path"][key], exist_ok=True)
-        with open(osp.join(opt["path"]["experiments_root"], osp.basename(args.opt)), "w", encoding="utf-8") as f:
-            f.write(f"# {' '.join(sys.argv)}\n")
-            f.write(open(args.opt, encoding="utf-8").read())
-        write_resolved_options(args, osp.join(opt["path"]["experiments_root"], RESOLVED_OPTIONS))
     stamp = time.strftime("%Y%m%d_%H%M%S")
     setup_run_logging(osp.join(opt["path"]["log"], f"train_{opt['name']}_{stamp}.log"), rank)
     log.info(get_env_info())
@@ -87,15 +107,6 @@ def train_pipeline(argv=None):
 
         tb_logger = SummaryWriter(log_dir=opt["path"]["tb_logger"])
 
-    train_loader, val_loaders = create_dataloaders(opt)
-    sampler = train_loader.sampler  # kept when the feature cache swaps the loader
-    iters_per_epoch = len(sampler) // train_loader.batch_size
-    if iters_per_epoch == 0:
-        train_opt = opt["datasets"]["train"]  # pyiqa's AVADataset moves val_num (default 2000) images into val
-        val_num = train_opt.get("val_num", 2000 if train_opt.get("type") == "AVADataset" else None)
-        hint = f" (datasets.train.val_num: {val_num} moves that many training images into val)" if val_num else ""
-        raise OptionError(f"datasets.train.batch_size_per_gpu={train_loader.batch_size} is larger than the "
-                          f"{len(sampler)} training samples per process{hint}")
     train_opt = opt["train"]
     if train_opt.get("total_epoch") is not None:
         train_opt["total_iter"] = int(train_opt["total_epoch"]) * iters_per_epoch
@@ -112,6 +123,12 @@ def train_pipeline(argv=None):
         start_iter = resume_state["iter"]
         ckpt.set_rng_state(resume_state["rng"])
         log.info(f"Resumed from {resume_path}: epoch {resume_state['epoch']}, iter {start_iter}")
+    if rank == 0:  # once the state has loaded, so a failed resume leaves the run's own option files as they were
+        with open(osp.join(opt["path"]["experiments_root"], osp.basename(args.opt)), "w", encoding="utf-8") as f:
+            f.write(f"# {' '.join(sys.argv)}\n")
+            f.write(open(args.opt, encoding="utf-8").read())
+        write_resolved_options(args, osp.join(opt["path"]["experiments_root"], RESOLVED_OPTIONS))
+    skipped_images = SkippedImages(opt)
 
     log_cfg = opt["logger"]
     print_freq = int(log_cfg.get("print_freq", 100))
@@ -139,8 +156,8 @@ def train_pipeline(argv=None):
             train_loader.dataset.set_epoch(epoch)
         for batch in train_loader:
             if "skipped_images" in batch:
-                record_skipped_images(opt, batch.pop("skipped_images"))
-                if "img" not in batch and "image_feats" not in batch:
+                skipped_images.record(batch.pop("skipped_images"))
+                if "mos_label" not in batch:
                     continue  # every image of this batch was unreadable
             current_iter += 1
             if not per_epoch:
@@ -191,8 +208,10 @@ def train_pipeline(argv=None):
         print(f"FINAL {opt['name']} iter={current_iter} val: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
               flush=True)
         for phase, values in test_metrics.items():
+            metrics_only = {k: v for k, v in values.items() if k not in ("images", "unreadable_images")}
             print(f"FINAL {opt['name']} {phase} (best val checkpoint): "
-                  + " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
+                  + " ".join(f"{k}={v:.4f}" for k, v in metrics_only.items())
+                  + f" ({values['images']} images, {len(values['unreadable_images'])} unreadable)", flush=True)
         atomic_write_json(osp.join(opt["path"]["experiments_root"], "final_metrics.json"),
                           {"iter": current_iter, "val": metrics, "best": model.best_metric_results, "test": test_metrics,
                            "train_samples_per_s": train_rate})

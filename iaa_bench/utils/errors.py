@@ -54,3 +54,11 @@ class OutputExistsError(IAABenchError, FileExistsError):
 
 class FileAccessError(IAABenchError, OSError):
     """A file cannot be read or written (permissions, full disk, a folder where a file was expected)."""
+
+
+class RunInProgressError(IAABenchError, RuntimeError):
+    """Another live process is writing the same `experiments/<name>` folder."""
+
+
+class UnreadableImageError(IAABenchError, OSError):
+    """An image file cannot be used as it is (e.g. above the pixel limit); `bad_image` applies to it."""
