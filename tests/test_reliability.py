@@ -356,18 +356,18 @@ def test_feature_cache_refuses_a_build_larger_than_the_free_space(tmp_path, demo
 
 
 def test_sigint_during_the_cache_build_is_the_clean_stop(tmp_path, demo, monkeypatch):
-    from iaa_bench.archs import mmlq_arch
+    from iaa_bench.data import feature_cache
 
-    encode_image = mmlq_arch.MMLQ.encode_image
+    encode_batch = feature_cache._encode_batch
     calls = []
 
-    def interrupted_on_the_second_batch(self, img):
+    def interrupted_on_the_second_batch(*args):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # what SIGINT raises in the main thread
-        return encode_image(self, img)
+        return encode_batch(*args)
 
-    monkeypatch.setattr(mmlq_arch.MMLQ, "encode_image", interrupted_on_the_second_batch)
+    monkeypatch.setattr(feature_cache, "_encode_batch", interrupted_on_the_second_batch)
     opt_file = write_options(tmp_path / "m.yml", mmlq_options(demo))
     with pytest.raises(SystemExit) as stop:
         train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])

@@ -85,6 +85,7 @@ def train_pipeline(argv=None):
 
 
 def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
+    """The run itself, under the run's lock: resume check, folders, model, loop, final test."""
     rank = opt["rank"]
     resume_path, resume_state = find_resume_state(opt)
     if resume_state is not None:
