@@ -48,6 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from iaa_bench.data.loaders import ignore_stop_signals
 from iaa_bench.models import contract
 from iaa_bench.models.checkpoint import bare
 from iaa_bench.utils.atomic import atomic_write_json
@@ -335,8 +336,9 @@ def _fill(files: CacheFiles, encoders: dict, dataset, indices, device, batch_siz
         return
     source = _EncoderInputs(deterministic_view(dataset), todo, with_image="image" in encoders)
     # a private generator: the build must not draw from the global RNG (a reused cache would change the run)
+    # workers ignore Ctrl-C (sent to the whole process group): the main process stops cleanly
     loader = DataLoader(source, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_encoder_inputs,
-                        generator=torch.Generator().manual_seed(0))
+                        generator=torch.Generator().manual_seed(0), worker_init_fn=ignore_stop_signals)
     dtype = STORE_DTYPES[files.meta["dtype"]]
     pending, unreadable, last_flush = [], [], time.monotonic()
 
