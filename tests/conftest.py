@@ -35,10 +35,6 @@ def tiny_mmlq():
     return build_tiny_mmlq
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "drill: a fault of the README's reliability table (tools/fault_drill.sh)")
-
-
 @pytest.fixture
 def forbid_sockets(monkeypatch):
     """Any network connection attempt fails the test."""

@@ -46,7 +46,6 @@ IMPORTS = {  # how a process comes to import iaa_bench
 }
 
 
-@pytest.mark.drill
 @pytest.mark.parametrize("how", list(IMPORTS))
 def test_importing_iaa_bench_leaves_the_process_unchanged(how):
     # pyiqa's own imports (torch, cv2, timm, transformers) change the environment themselves: baseline after them.
@@ -63,7 +62,6 @@ def test_the_command_line_entry_turns_the_hub_offline():
     assert "OFFLINE True 1" in out.stdout, out.stderr[-3000:]
 
 
-@pytest.mark.drill
 def test_user_error_is_a_message_and_status_2(capsys):
     def pipeline(argv):
         from iaa_bench.utils.errors import OptionError
@@ -74,7 +72,6 @@ def test_user_error_is_a_message_and_status_2(capsys):
     assert capsys.readouterr().err == "error: bad option in x.yml\n"
 
 
-@pytest.mark.drill
 def test_a_bug_keeps_its_traceback():
     with pytest.raises(KeyError):
         run(lambda argv: {}["missing"])

@@ -116,7 +116,6 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert (tmp_path / "experiments/ddp/training_states/6.state").is_file()
 
 
-@pytest.mark.drill
 def test_pyiqa_nima_download_fails_fast_naming_the_option(tmp_path):
     """pyiqa's NIMA always downloads its backbone: offline that must fail in seconds, with advice."""
     data = write_tiny_ava(tmp_path / "ava", n=30)

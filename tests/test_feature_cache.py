@@ -104,7 +104,6 @@ def test_key_changes_with_encoder_image_size_max_length_and_data(demo, tmp_path)
     assert image_folder(tiny_mmlq(image_encoder=image_64), dataset(demo)) != image_base
 
 
-@pytest.mark.drill
 def test_random_augments_and_comment_subsets_are_refused(demo):
     with pytest.raises(fc.FeatureCacheError, match="datasets.train.augment.random_crop"):
         fc.describe(tiny_mmlq(), dataset(demo, augment={"resize": [72, 72], "random_crop": 64}), "float16")
@@ -131,7 +130,6 @@ def test_hflip_is_a_second_view_drawn_per_sample(demo, tmp_path):
     assert 0 < draws[0].sum() < len(ds) and not torch.equal(draws[0], draws[1])
 
 
-@pytest.mark.drill
 def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     ds = dataset(demo)
     net = tiny_mmlq()
@@ -216,7 +214,6 @@ def test_cached_training_under_two_process_torchrun(demo, tmp_path):
         assert np.fromfile(tmp_path / "cache" / folder / "done.bin", np.uint8).all()
 
 
-@pytest.mark.drill
 def test_key_covers_every_image_file_the_labels_and_the_comments(demo, tmp_path):
     """Overwriting images (same names), editing a label or a comment each build a new cache."""
     import json

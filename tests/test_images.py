@@ -11,8 +11,6 @@ from iaa_bench.data import prepare as prepare_ava
 from iaa_bench.data.images import load_image
 from iaa_bench.utils.errors import BadImageError, UnreadableImageError
 
-pytestmark = pytest.mark.drill
-
 
 def grey16(path, value=20000):
     Image.fromarray(np.full((6, 8), value, np.uint16)).save(path, format="PNG")

@@ -191,7 +191,6 @@ def test_scatter_png_skipped_without_mean_scores_and_stale_one_removed(rows, tmp
 # --- atomic writes ------------------------------------------------------------------------------
 
 
-@pytest.mark.drill
 def test_rewrite_replaces_files_and_leaves_no_temp_files(rows, tmp_path, stub_plots):
     write_results(rows, tmp_path)
     before = (tmp_path / "leaderboard.csv").read_bytes()
@@ -201,7 +200,6 @@ def test_rewrite_replaces_files_and_leaves_no_temp_files(rows, tmp_path, stub_pl
     assert set(os.listdir(tmp_path)) == RESULT_FILES
 
 
-@pytest.mark.drill
 def test_failed_replace_keeps_previous_file_and_removes_temp(rows, tmp_path, monkeypatch, stub_plots):
     write_results(rows, tmp_path)
     before = {name: (tmp_path / name).read_bytes() for name in RESULT_FILES}

@@ -123,7 +123,6 @@ def test_split_without_test_list_is_seeded():
     assert (codes.count(2), codes.count(1), codes.count(0)) == (200, 80, 720)
 
 
-@pytest.mark.drill
 @pytest.mark.parametrize("line3, reason", [
     ("3 103 0 0 1 3 10 10 3 1 0 0 0\n", "expected 15 columns"),
     ("3 103 0 0 x 3 10 10 3 1 0 0 0 0 1\n", "non-integer value 'x'"),
@@ -142,7 +141,6 @@ def test_malformed_labels_fail_naming_file_and_line(raw, tmp_path, capsys, line3
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no staging folder left behind
 
 
-@pytest.mark.drill
 def test_bad_test_list_id_fails_and_keeps_previous_output(raw, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -153,7 +151,6 @@ def test_bad_test_list_id_fails_and_keeps_previous_output(raw, tmp_path, capsys)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-@pytest.mark.drill
 def test_non_empty_out_needs_overwrite(raw, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -176,7 +173,6 @@ def _tool(*argv):
     return run(prepare_ava.main, [*map(str, argv), "--val-fraction", "0", "--no-progress"])
 
 
-@pytest.mark.drill
 def test_overwrite_refuses_an_out_folder_holding_an_input(raw, tmp_path, capsys):
     """The demo's own layout (raw files under the prepared folder): --overwrite must not delete them."""
     demo = tmp_path / "demo"
@@ -190,7 +186,6 @@ def test_overwrite_refuses_an_out_folder_holding_an_input(raw, tmp_path, capsys)
     assert sorted(p.relative_to(demo) for p in demo.rglob("*")) == before
 
 
-@pytest.mark.drill
 def test_image_only_dataset_prepares_and_trains(raw, tmp_path):
     """No --comments (and an empty comments file): prepared, and an image-only model trains on it."""
     from conftest import ASSETS
@@ -219,7 +214,6 @@ def test_image_only_dataset_prepares_and_trains(raw, tmp_path):
     assert set(metrics) == {"plcc"}
 
 
-@pytest.mark.drill
 def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(raw, tmp_path):
     import subprocess
     import sys
@@ -233,7 +227,6 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(raw, tmp_path):
     assert not stale.exists() and live.exists()
 
 
-@pytest.mark.drill
 def test_a_mistyped_images_folder_is_an_error_not_an_empty_dataset(raw, tmp_path, capsys):
     out = tmp_path / "out"
     assert _tool("--ava-txt", raw / "AVA.txt", "--images", raw / "imagse", "--out", out) == 2
@@ -242,7 +235,6 @@ def test_a_mistyped_images_folder_is_an_error_not_an_empty_dataset(raw, tmp_path
     assert not out.exists()
 
 
-@pytest.mark.drill
 @pytest.mark.parametrize("csv", [False, True])
 def test_a_byte_order_mark_does_not_drop_or_break_the_first_row(raw, tmp_path, csv):
     if csv:  # the CSV variant without a header: the BOM used to make its first row look like a header
@@ -257,7 +249,6 @@ def test_a_byte_order_mark_does_not_drop_or_break_the_first_row(raw, tmp_path, c
     assert CommentStore(tmp_path / "out").get(101) == ["Great shot", "Nice colours"]
 
 
-@pytest.mark.drill
 def test_html_entities_in_comments_are_not_split(raw, tmp_path):
     (raw / "comments.txt").write_text("1#101#it&#39;s sharp#&quot;wow&quot; &amp; more#issue &#35;2#ok\n")
     assert run_tool(raw, tmp_path / "out") == 0

@@ -15,8 +15,6 @@ from iaa_bench.config.schema import validate_options
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.errors import BadImageError, NonFiniteLossError, OptionError
 
-pytestmark = pytest.mark.drill  # every test here is a row of the README's reliability table
-
 
 @pytest.fixture
 def data(tmp_path):
