@@ -1,4 +1,5 @@
 """pyiqa's own option files: its extra keys, model types, schedules and NIMA keys."""
+import logging
 import re
 
 import pytest
@@ -7,7 +8,7 @@ from conftest import tiny_options, write_options, write_tiny_ava
 from iaa_bench.config import schema
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
-from iaa_bench.utils.pyiqa_adapter import build_network
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_network
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_pyiqa_only_keys_are_accepted_with_one_warning_each(data, monkeypatch):
     for ds in opt["datasets"].values():
         ds.update(dataset_enlarge_ratio=1, prefetch_mode="cpu", num_prefetch_queue=8)
     warned = []
-    monkeypatch.setattr("logging.Logger.warning", lambda self, msg, *a, **k: warned.append(msg))
+    monkeypatch.setattr(logging.getLogger(LOGGER_NAME), "warning", warned.append)
     schema.validate_options(opt)
     keys = [w.split("`")[1] for w in warned]
     assert sorted(keys) == sorted(["define", "split_num", "save_final_results_path", "logger.log_imgs_freq",
