@@ -69,7 +69,7 @@ def test_train_script_writes_experiment_tb_and_archives_previous(tmp_path):
     assert {p.name for p in (exp / "training_states").iterdir()} == {"3.state", "6.state"}
     assert list((tmp_path / "tb_logger" / "tiny").glob("events.out.tfevents.*"))
     assert len(list((tmp_path / "experiments").glob("tiny_archived_*"))) == 1  # the first run, kept
-    assert len(list((tmp_path / "tb_logger").glob("tiny_archived_*"))) == 1
+    assert len(list((tmp_path / "tb_logger_archived").glob("tiny_archived_*"))) == 1  # pyiqa's archive folder
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "tb_logger" / "tiny")).Reload()

@@ -73,3 +73,10 @@ def test_scheduler_unit_keeps_pyiqa_epochs_unless_told(data, tmp_path, model_typ
     lrs = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"iter +(\d+), lr \(([0-9.e+-]+)", log)}
     assert (lrs[1], lrs[2], lrs[3]) == (1e-3, lr_iter2, lr_iter3)
     assert f"LR scheduler MultiStepLR steps once per {logged}" in log
+
+
+def test_debug_is_pyiqa_s_eight_iterations_without_tensorboard(data, tmp_path):
+    opt_file = write_options(tmp_path / "t.yml", tiny_options(data, total_iter=50))
+    train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path), "--debug"])
+    assert sorted(p.name for p in (tmp_path / "experiments" / "debug_tiny" / "training_states").iterdir())[-1] == "8.state"
+    assert not (tmp_path / "tb_logger").exists()

@@ -191,11 +191,12 @@ def make_paths(opt: dict, root: str) -> None:
                      training_states=osp.join(exp, "training_states"), log=exp,
                      visualization=osp.join(exp, "visualization"))
         paths["tb_logger"] = osp.join(root, "tb_logger", opt["name"])
-        if "debug" in opt["name"]:  # pyiqa's debug conventions
+        if "debug" in opt["name"]:  # pyiqa's debug conventions: 8 iterations, no TensorBoard
             if "val" in opt:
                 opt["val"]["val_freq"] = 7
-            opt["logger"]["print_freq"] = 1
-            opt["logger"]["save_checkpoint_freq"] = 7
+            opt["logger"].update(print_freq=1, save_checkpoint_freq=7, use_tb_logger=False)
+            if isinstance(opt.get("train"), dict):
+                opt["train"].update(total_iter=min(int(opt["train"].get("total_iter") or 8), 8), total_epoch=None)
     else:
         results = osp.join(root, "results", opt["name"])
         paths.update(results_root=results, log=results, visualization=osp.join(results, "visualization"))

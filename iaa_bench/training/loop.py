@@ -93,7 +93,7 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
     if resume_state is None and rank == 0:
         archive_if_exists(opt["path"]["experiments_root"])
         if opt["logger"].get("use_tb_logger", True):
-            archive_if_exists(opt["path"]["tb_logger"])
+            archive_if_exists(opt["path"]["tb_logger"], into=osp.join(opt["root_path"], "tb_logger_archived"))
     if rank == 0:
         for key in ("experiments_root", "models", "training_states"):
             os.makedirs(opt["path"][key], exist_ok=True)

@@ -129,14 +129,20 @@ def check_resume_options(args, resume_path: str, force: bool) -> None:
                       "Restore them, train under another `name`, or pass --force_resume to continue with the new ones")
 
 
-def archive_if_exists(path: str) -> None:
-    """Rename an existing folder to `<path>_archived_<time>` (pyiqa's convention), never delete."""
+def archive_if_exists(path: str, into: str = None) -> None:
+    """Rename an existing folder to `<path>_archived_<time>` (pyiqa's convention), never delete.
+
+    into: the folder to move it to (pyiqa moves TensorBoard runs to `tb_logger_archived/`); default: beside it.
+    """
     if osp.exists(path):
         stamp = time.strftime("%Y%m%d_%H%M%S")
-        target = f"{path}_archived_{stamp}"
+        if into:
+            os.makedirs(into, exist_ok=True)
+        base = osp.join(into or osp.dirname(path), osp.basename(path))
+        target = f"{base}_archived_{stamp}"
         n = 1
         while osp.exists(target):
-            target = f"{path}_archived_{stamp}_{n}"
+            target = f"{base}_archived_{stamp}_{n}"
             n += 1
         os.rename(path, target)
         log.info(f"Archived existing {path} -> {target}")
