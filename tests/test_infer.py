@@ -202,8 +202,7 @@ def test_pyiqa_format_full_checkpoint_loads_with_a_warning(trained, tmp_path, mo
     full = model.net.state_dict()
     torch.save({"params": full}, tmp_path / "full.pth")
     warnings = []
-    # on the class: an instance attribute would outlive monkeypatch's undo and hide later class patches
-    monkeypatch.setattr("logging.Logger.warning", lambda self, msg, *a, **k: warnings.append(msg))
+    monkeypatch.setattr(ckpt.log, "warning", warnings.append)
     scores = infer(["-opt", str(run_dir), "--img", image, "--checkpoint", str(tmp_path / "full.pth")])
     assert scores[0][1] == pytest.approx(infer(["-opt", str(run_dir), "--img", image])[0][1], abs=1e-6)
     assert any("frozen_identity" in w and "unknown" in w for w in warnings)

@@ -1,4 +1,5 @@
 """Mistakes in an option file are answered before any work: one `error:` block naming each option."""
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from conftest import REPO, run_script, tiny_options, write_options, write_tiny_a
 from iaa_bench.config.options import load_options, resolve_device
 from iaa_bench.config.schema import validate_options
 from iaa_bench.utils.errors import OptionError
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,7 @@ def test_yaml_error_in_force_yml_value_names_the_entry(tmp_path, data):
 def test_gpu_request_on_a_cpu_only_machine_warns(monkeypatch):
     warnings = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    # on the class: an instance attribute would outlive monkeypatch's undo and hide later class patches
-    monkeypatch.setattr("logging.Logger.warning", lambda self, msg, *a, **k: warnings.append(msg))
+    monkeypatch.setattr(logging.getLogger(LOGGER_NAME), "warning", warnings.append)
     assert resolve_device({"num_gpu": 1}) == torch.device("cpu")
     assert warnings == ["num_gpu: 1 asks for a GPU but none is available: running on the CPU"]
 
