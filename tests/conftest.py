@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny AVA-style dataset on disk, option files, and a socket ban."""
+"""Shared fixtures: tiny AVA-style and demo datasets on disk, tiny MMLQ / BERT configs, option files, a socket ban."""
 import os
 import socket
 import subprocess
@@ -45,6 +45,16 @@ def forbid_sockets(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """A prepared demo dataset (40 images of 64 px, comments, raw files), built once per session; read it only."""
+    from iaa_bench.data import demo
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    demo.main(["--out", str(out), "--n", "40", "--size", "64", "--workers", "1", "--no-progress"])
+    return out
 
 
 def write_tiny_ava(folder: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:

@@ -1,9 +1,6 @@
 """make_demo_data: offline, deterministic for a seed, and prepared with the exclusions reported."""
 import hashlib
 import json
-import socket
-
-import pytest
 
 from iaa_bench.data import demo as make_demo_data
 from iaa_bench.utils.cli import run
@@ -14,22 +11,13 @@ def file_hashes(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-
-
 def build(out, seed=0):
     make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--seed", str(seed),
                          "--workers", "1", "--no-progress"])
     return file_hashes(out)
 
 
-def test_same_seed_same_bytes_and_offline(tmp_path, no_network):
+def test_same_seed_same_bytes_and_offline(tmp_path, forbid_sockets):
     first = build(tmp_path / "a")
     assert first == build(tmp_path / "b")
     assert first != build(tmp_path / "c", seed=1)
@@ -38,9 +26,8 @@ def test_same_seed_same_bytes_and_offline(tmp_path, no_network):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no staging left behind
 
 
-def test_report_shows_exclusions_and_splits(tmp_path, no_network):
-    build(tmp_path / "demo")
-    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+def test_report_shows_exclusions_and_splits(demo_data):
+    report = json.loads((demo_data / "report.json").read_text())
     assert (report["label_rows"], report["images_missing"], report["images_corrupt"]) == (40, 2, 1)
     assert report["rows"] == 37 == report["train"] + report["val"] + report["test"]
     assert report["test"] == 8 and report["test_ids_listed"] == 8  # 20% of ids; broken ones are never test

@@ -8,28 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, write_options
-from iaa_bench.archs.mmlq_arch import MMLQ
+from conftest import REPO, TINY_MMLQ, build_tiny_mmlq, write_options
 from torch.utils.data import DataLoader
 
 import iaa_bench  # noqa: F401  (registers MMLQ and AVACommentsDataset)
 from iaa_bench.data import feature_cache as fc
 from iaa_bench.data.loaders import EpochSampler
 
-MAX_LENGTH = 24
-TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522)
-NETWORK = dict(image_encoder=dict(name="resnet10t", weights=None, img_size=64),
-               text_encoder=dict(name="offline-minilm", max_length=MAX_LENGTH, weights=None, config=TINY_BERT),
-               num_visual_queries=4, num_text_queries=3, dim=32, num_heads=4, depth=2, dropout=0.1)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    from iaa_bench.data import demo as make_demo_data
-
-    out = tmp_path_factory.mktemp("demo") / "data"
-    make_demo_data.main(["--out", str(out), "--n", "40", "--size", "64", "--no-progress"])
-    return out
+MAX_LENGTH = TINY_MMLQ["text_encoder"]["max_length"]
 
 
 def dataset(root, split="train", augment=None, max_length=MAX_LENGTH):
@@ -41,8 +27,7 @@ def dataset(root, split="train", augment=None, max_length=MAX_LENGTH):
 
 
 def tiny_mmlq(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return MMLQ(**{**NETWORK, **overrides}).eval()
+    return build_tiny_mmlq(seed, **overrides).eval()
 
 
 def loader_of(ds, batch_size=4):
@@ -60,9 +45,9 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.mark.parametrize("modality, device", [("both", "cpu"), ("image", "cpu"), ("text", "cpu"),
                                               pytest.param("both", "cuda", marks=CUDA)])
-def test_cached_outputs_equal_uncached(demo, tmp_path, modality, device):
+def test_cached_outputs_equal_uncached(demo_data, tmp_path, modality, device):
     net = tiny_mmlq(modality=modality).to(device)
-    ds = dataset(demo)
+    ds = dataset(demo_data)
     plain, from_cache = next(iter(loader_of(ds))), next(iter(cached(tmp_path, net, loader_of(ds), device)))
     plain, from_cache = ({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in (plain, from_cache))
     assert from_cache["img_path"] == plain["img_path"] and "img" not in from_cache and "text_ids" not in from_cache
@@ -78,44 +63,44 @@ def test_cached_outputs_equal_uncached(demo, tmp_path, modality, device):
     assert torch.allclose(out, ref, atol=1e-2) and (out - ref).abs().max() < 1e-3
 
 
-def test_key_changes_with_encoder_image_size_max_length_and_data(demo, tmp_path):
+def test_key_changes_with_encoder_image_size_max_length_and_data(demo_data, tmp_path):
     def folder(net, ds):
         return fc.cache_folder(str(tmp_path), fc.describe(net, ds, "float16"))
 
     def image_folder(net, ds):
         return fc.cache_folder(str(tmp_path), fc.describe(net, ds, "float16", kinds=("image",)))
 
-    base = folder(tiny_mmlq(), dataset(demo))
-    assert folder(tiny_mmlq(seed=1), dataset(demo)) == base  # trainable weights do not matter
-    image_64 = dict(NETWORK["image_encoder"], name="resnet14t")
+    base = folder(tiny_mmlq(), dataset(demo_data))
+    assert folder(tiny_mmlq(seed=1), dataset(demo_data)) == base  # trainable weights do not matter
+    image_64 = dict(TINY_MMLQ["image_encoder"], name="resnet14t")
     changed = [
-        folder(tiny_mmlq(image_encoder=image_64), dataset(demo)),
-        folder(tiny_mmlq(image_encoder=dict(NETWORK["image_encoder"], img_size=96)), dataset(demo)),
-        folder(tiny_mmlq(), dataset(demo, augment={"resize": [48, 48]})),
-        folder(tiny_mmlq(text_encoder=dict(NETWORK["text_encoder"], max_length=32)), dataset(demo, max_length=32)),
-        folder(tiny_mmlq(), dataset(demo, max_length=16)),
-        folder(tiny_mmlq(), dataset(demo, split="val")),
-        fc.cache_folder(str(tmp_path), fc.describe(tiny_mmlq(), dataset(demo), "float32")),
+        folder(tiny_mmlq(image_encoder=image_64), dataset(demo_data)),
+        folder(tiny_mmlq(image_encoder=dict(TINY_MMLQ["image_encoder"], img_size=96)), dataset(demo_data)),
+        folder(tiny_mmlq(), dataset(demo_data, augment={"resize": [48, 48]})),
+        folder(tiny_mmlq(text_encoder=dict(TINY_MMLQ["text_encoder"], max_length=32)), dataset(demo_data, max_length=32)),
+        folder(tiny_mmlq(), dataset(demo_data, max_length=16)),
+        folder(tiny_mmlq(), dataset(demo_data, split="val")),
+        fc.cache_folder(str(tmp_path), fc.describe(tiny_mmlq(), dataset(demo_data), "float32")),
     ]
     assert len({base, *changed}) == len(changed) + 1
     # one cache per encoder: what else differs (text settings, the other branch) does not matter
-    image_base = image_folder(tiny_mmlq(), dataset(demo))
-    assert image_folder(tiny_mmlq(modality="image"), dataset(demo, max_length=16)) == image_base
-    assert image_folder(tiny_mmlq(image_encoder=image_64), dataset(demo)) != image_base
+    image_base = image_folder(tiny_mmlq(), dataset(demo_data))
+    assert image_folder(tiny_mmlq(modality="image"), dataset(demo_data, max_length=16)) == image_base
+    assert image_folder(tiny_mmlq(image_encoder=image_64), dataset(demo_data)) != image_base
 
 
-def test_random_augments_and_comment_subsets_are_refused(demo):
+def test_random_augments_and_comment_subsets_are_refused(demo_data):
     with pytest.raises(fc.FeatureCacheError, match="datasets.train.augment.random_crop"):
-        fc.describe(tiny_mmlq(), dataset(demo, augment={"resize": [72, 72], "random_crop": 64}), "float16")
-    ds = dataset(demo)
+        fc.describe(tiny_mmlq(), dataset(demo_data, augment={"resize": [72, 72], "random_crop": 64}), "float16")
+    ds = dataset(demo_data)
     ds.text_opt = {**ds.text_opt, "comment_fraction": 0.5}
     with pytest.raises(fc.FeatureCacheError, match="comment_fraction"):
         fc.describe(tiny_mmlq(), ds, "float16")
 
 
-def test_hflip_is_a_second_view_drawn_per_sample(demo, tmp_path):
+def test_hflip_is_a_second_view_drawn_per_sample(demo_data, tmp_path):
     net = tiny_mmlq(modality="image")
-    ds = dataset(demo, augment={"resize": [64, 64], "hflip": True})
+    ds = dataset(demo_data, augment={"resize": [64, 64], "hflip": True})
     loader = cached(tmp_path, net, loader_of(ds, batch_size=len(ds)))
     assert loader.dataset.files["image"].image.shape[1] == 2
     img = next(iter(loader_of(fc.deterministic_view(ds), batch_size=len(ds))))["img"]
@@ -130,8 +115,8 @@ def test_hflip_is_a_second_view_drawn_per_sample(demo, tmp_path):
     assert 0 < draws[0].sum() < len(ds) and not torch.equal(draws[0], draws[1])
 
 
-def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
-    ds = dataset(demo)
+def test_interrupted_build_resumes_to_identical_content(demo_data, tmp_path):
+    ds = dataset(demo_data)
     net = tiny_mmlq()
     opt = {**fc.OPTION_DEFAULTS, "batch_size": 4}
     reference = fc.build_cache(net, ds, {**opt, "dir": str(tmp_path / "a")}, "cpu", show_progress=False)
@@ -161,11 +146,11 @@ def test_interrupted_build_resumes_to_identical_content(demo, tmp_path):
     assert np.array_equal(resumed["text"].text, reference["text"].text)
 
 
-def test_cached_epoch_decodes_no_image_and_tokenises_nothing(demo, tmp_path, monkeypatch):
+def test_cached_epoch_decodes_no_image_and_tokenises_nothing(demo_data, tmp_path, monkeypatch):
     from PIL import Image
 
     net = tiny_mmlq().train()
-    ds = dataset(demo)
+    ds = dataset(demo_data)
     loader = cached(tmp_path, net, loader_of(ds))
 
     def refuse(*args, **kwargs):
@@ -186,13 +171,13 @@ def test_cached_epoch_decodes_no_image_and_tokenises_nothing(demo, tmp_path, mon
     assert seen == len(ds)
 
 
-def test_cached_training_under_two_process_torchrun(demo, tmp_path):
-    data = {"type": "AVACommentsDataset", "dataroot": str(demo), "augment": {"resize": [64, 64]}, "img_range": 1}
+def test_cached_training_under_two_process_torchrun(demo_data, tmp_path):
+    data = {"type": "AVACommentsDataset", "dataroot": str(demo_data), "augment": {"resize": [64, 64]}, "img_range": 1}
     opt = {
         "name": "cached_ddp", "model_type": "IAAModel", "num_gpu": 0, "manual_seed": 5,
         "datasets": {"train": {**data, "name": "t", "split": "train", "batch_size_per_gpu": 4, "num_worker_per_gpu": 0},
                      "val": {**data, "name": "v", "split": "val", "batch_size_per_gpu": 4}},
-        "network": {"type": "MMLQ", **NETWORK},
+        "network": {"type": "MMLQ", **TINY_MMLQ},
         "feature_cache": {"enabled": True, "dir": str(tmp_path / "cache")},
         "path": {},
         "train": {"optim": {"type": "AdamW", "lr": 1e-3}, "total_iter": 3, "warmup_iter": -1,
@@ -214,14 +199,14 @@ def test_cached_training_under_two_process_torchrun(demo, tmp_path):
         assert np.fromfile(tmp_path / "cache" / folder / "done.bin", np.uint8).all()
 
 
-def test_key_covers_every_image_file_the_labels_and_the_comments(demo, tmp_path):
+def test_key_covers_every_image_file_the_labels_and_the_comments(demo_data, tmp_path):
     """Overwriting images (same names), editing a label or a comment each build a new cache."""
     import json
     import os
     import shutil
 
     data = tmp_path / "data"
-    shutil.copytree(demo, data)
+    shutil.copytree(demo_data, data)
 
     def folder():
         return fc.cache_folder(str(tmp_path), fc.describe(tiny_mmlq(), dataset(data), "float16"))

@@ -9,19 +9,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, write_options
+from conftest import TINY_MMLQ, run_script, write_options
 
-from iaa_bench.data import demo as make_demo_data
 from iaa_bench.evaluation import evaluate
 from iaa_bench.evaluation.infer import infer, resolve_run
 from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.utils.errors import CheckpointError, OptionError
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.utils.cli import run
-
-TINY_MMLQ = {"type": "MMLQ", "image_encoder": {"name": "resnet10t", "weights": None, "img_size": 64},
-             "text_encoder": {"name": "offline-minilm", "max_length": 32}, "num_visual_queries": 4,
-             "num_text_queries": 3, "dim": 32, "num_heads": 4, "depth": 2}
 
 
 def tiny_mmlq_options(data):
@@ -32,7 +27,7 @@ def tiny_mmlq_options(data):
         "datasets": {"train": {**dataset, "name": "t", "split": "train", "use_shuffle": True},
                      "val": {**dataset, "name": "v", "split": "val"},
                      "test": {**dataset, "name": "te", "split": "test"}},
-        "network": TINY_MMLQ, "path": {},
+        "network": {"type": "MMLQ", **TINY_MMLQ}, "path": {},
         "train": {"optim": {"type": "AdamW", "lr": 1e-3}, "total_iter": 3, "warmup_iter": -1,
                   "mos_loss_opt": {"type": "ScoreDistEMDLoss", "r": 2}},
         "val": {"val_freq": 3, "key_metric": "srcc", "metrics": {"srcc": {"type": "aesthetic_srcc"}}},
@@ -41,17 +36,14 @@ def tiny_mmlq_options(data):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A prepared tiny AVA-Comments folder and a tiny MMLQ trained on it for 3 iterations."""
+def trained(tmp_path_factory, demo_data):
+    """A tiny MMLQ trained on the demo data for 3 iterations, and a folder of 3 of its photos."""
     tmp = tmp_path_factory.mktemp("infer")
-    data = tmp / "demo"
-    make_demo_data.main(["--out", str(data), "--n", "40", "--size", "64", "--workers", "1",
-                         "--no-progress"])
-    opt_file = write_options(tmp / "tiny_mmlq.yml", tiny_mmlq_options(data))
+    opt_file = write_options(tmp / "tiny_mmlq.yml", tiny_mmlq_options(demo_data))
     train_pipeline(["-opt", str(opt_file), "--root", str(tmp)])
     images = tmp / "photos"
     images.mkdir()
-    for src in sorted((data / "raw" / "images").glob("*.jpg"))[:3]:
+    for src in sorted((demo_data / "raw" / "images").glob("*.jpg"))[:3]:
         (images / src.name).write_bytes(src.read_bytes())
     (images / "notes.txt").write_text("not an image")
     return tmp, opt_file, images

@@ -1,6 +1,8 @@
 """MMLQ: outputs, frozen encoders, text masking, missing comments, modalities, checkpoints, structural options."""
 import pytest
 import torch
+from conftest import TINY_MMLQ
+from conftest import build_tiny_mmlq as tiny_mmlq
 from iaa_bench.archs.frozen_encoders import (
     FrozenEncoderMismatchError,
     frozen_identity,
@@ -13,17 +15,7 @@ import iaa_bench  # noqa: F401  (registers MMLQ)
 from iaa_bench.utils.errors import OptionError
 from iaa_bench.utils.pyiqa_adapter import build_network
 
-TINY_IMAGE = dict(name="resnet10t", weights=None, img_size=64)
-TINY_TEXT = dict(name="tiny-bert", max_length=24, weights=None,
-                 config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                             vocab_size=100))
-TINY = dict(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT, num_visual_queries=4, num_text_queries=3, dim=32,
-            num_heads=4, depth=2, dropout=0.1)
-
-
-def tiny_mmlq(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return MMLQ(**{**TINY, **overrides})
+TINY_IMAGE, TINY = TINY_MMLQ["image_encoder"], TINY_MMLQ
 
 
 def batch(seed=1, size=3, length=12):
