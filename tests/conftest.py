@@ -110,6 +110,13 @@ def write_options(path: Path, opt: dict) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a test's own rendezvous (a fixed one can be taken)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_script(script: str, *args, cwd, timeout=300, env_extra=None):
     """Run an iaa_bench entry script as a user would (`python iaa_bench/<script>.py ...`)."""
     env = {**os.environ, "PYTHONHASHSEED": "0", **(env_extra or {})}

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
+from conftest import REPO, free_port, run_script, tiny_options, write_options, write_tiny_ava
 
 from iaa_bench.config.options import apply_overrides
 from iaa_bench.training.loop import train_pipeline
@@ -106,7 +106,7 @@ def test_auto_resume_restores_weights_counters_and_continues_identically(tmp_pat
 def test_ddp_two_cpu_processes(tmp_path):
     data = write_tiny_ava(tmp_path / "ava", n=30)
     opt_file = write_options(tmp_path / "tiny.yml", tiny_options(data, name="ddp"))
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                           str(REPO / "iaa_bench/train.py"), "-opt", str(opt_file), "--launcher", "pytorch"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_MMLQ, build_tiny_mmlq, write_options
+from conftest import REPO, TINY_MMLQ, build_tiny_mmlq, free_port, write_options
 from torch.utils.data import DataLoader
 
 import iaa_bench  # noqa: F401  (registers MMLQ and AVACommentsDataset)
@@ -186,7 +186,7 @@ def test_cached_training_under_two_process_torchrun(demo_data, tmp_path):
         "logger": {"print_freq": 1, "save_checkpoint_freq": 100, "save_latest_freq": 100, "use_tb_logger": False},
     }
     opt_file = write_options(tmp_path / "cached.yml", opt)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                           str(REPO / "iaa_bench/train.py"), "-opt", str(opt_file), "--launcher", "pytorch"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

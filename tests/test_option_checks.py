@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
+from conftest import REPO, free_port, run_script, tiny_options, write_options, write_tiny_ava
 
 from iaa_bench.config.options import load_options, resolve_device
 from iaa_bench.config.schema import validate_options
@@ -132,10 +132,11 @@ def test_slurm_launcher_sets_the_rendezvous_as_pyiqa_does(tmp_path):
     scontrol.parent.mkdir()
     scontrol.write_text("#!/bin/sh\n[ \"$1 $2 $3\" = 'show hostnames node[1-2]' ] && printf '127.0.0.1\\nnode2\\n'\n")
     scontrol.chmod(0o755)
+    port = free_port()
     code = ("import os; from iaa_bench.config.options import init_distributed\n"
-            "print('RANKS', init_distributed('slurm', use_cuda=False, dist_params={'port': 29531}),"
+            f"print('RANKS', init_distributed('slurm', use_cuda=False, dist_params={{'port': {port}}}),"
             " os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'], os.environ['LOCAL_RANK'])\n")
     env = {**os.environ, "PATH": f"{scontrol.parent}:{os.environ['PATH']}",
            "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0", "SLURM_NODELIST": "node[1-2]"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
-    assert "RANKS (0, 1) 127.0.0.1 29531 0" in out.stdout, out.stderr[-2000:]
+    assert f"RANKS (0, 1) 127.0.0.1 {port} 0" in out.stdout, out.stderr[-2000:]
