@@ -197,19 +197,27 @@ class FrozenTextEncoder(FrozenEncoder):
     """A Hugging Face text encoder (`AutoModel`) as a frozen tokeniser: ids, mask -> (B, L, C).
 
     name: 'offline-minilm', a local Hugging Face folder, or a hub id (downloads allowed only).
+    max_length: tokens per encoder pass (one chunk). max_chunks, max_tokens: a comment set is
+    read as up to `max_chunks` chunks, `max_tokens` tokens in all (default max_chunks x
+    max_length); the datasets tokenise with these settings and `encode_chunks` joins the
+    chunks' tokens, so a long set costs chunks x max_length² of attention, not its length².
     weights: 'pretrained' loads the weights in `name`; None builds a random-init model from
     `config` (a dict of config fields with optional `model_type`, default BERT; no files
     needed) or, without `config`, from the config stored in `name`.
     """
 
     def __init__(self, name: str = OFFLINE_TEXT_ENCODER, max_length: int = 128, weights="pretrained",
-                 config: dict = None, dtype=None):
+                 config: dict = None, dtype=None, max_chunks: int = 1, max_tokens: int = None):
         super().__init__(dtype)
         from transformers import AutoConfig, AutoModel
 
         if weights not in ("pretrained", None):
             raise ValueError(f"`network.text_encoder.weights` must be 'pretrained' or None, got {weights!r}")
+        if max_chunks < 1 or max_tokens is not None and not 0 < max_tokens <= max_chunks * max_length:
+            raise ValueError(f"`network.text_encoder`: need max_chunks >= 1 and 0 < max_tokens <= max_chunks x "
+                             f"max_length, got max_chunks={max_chunks}, max_tokens={max_tokens}, max_length={max_length}")
         self.name, self.weights, self.max_length, self.config_overrides = name, weights, max_length, dict(config or {})
+        self.max_chunks, self.max_tokens = max_chunks, max_tokens or max_chunks * max_length
         with weights_required("network.text_encoder.name", f"text encoder '{name}'"):
             if weights == "pretrained":
                 self.model = AutoModel.from_pretrained(resolve_text_encoder(name))
@@ -226,20 +234,47 @@ class FrozenTextEncoder(FrozenEncoder):
 
     @staticmethod
     def tokenizer_settings(options: dict) -> dict:
-        """{'tokenizer', 'max_length'} the encoder built from `options` (its keyword arguments) reads."""
-        return {"tokenizer": options.get("name", OFFLINE_TEXT_ENCODER), "max_length": options.get("max_length", 128)}
+        """{'tokenizer', 'max_length'} the encoder built from `options` (its kwargs) reads, + chunking when set."""
+        settings = {"tokenizer": options.get("name", OFFLINE_TEXT_ENCODER), "max_length": options.get("max_length", 128)}
+        return {**settings, **{k: options[k] for k in ("max_chunks", "max_tokens") if options.get(k) is not None}}
 
     @property
     def out_dim(self) -> int:
         return self.model.config.hidden_size
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One encoder pass over (N, L) ids and mask."""
         if input_ids.shape[1] > self.max_length:
             raise ValueError(f"text has {input_ids.shape[1]} tokens, the encoder takes at most max_length={self.max_length}; "
                              "tokenise with the same max_length")
         with torch.no_grad():
             out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return out.float()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Features (B, T, C) of texts (B, L) or chunked texts (B, chunks, L); see `encode_chunks`."""
+        return self.encode_chunks(input_ids, attention_mask)[0]
+
+    def encode_chunks(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, T, C) and mask (B, T) of texts (B, L) or chunked texts (B, chunks, L).
+
+        Each chunk is one encoder pass (empty chunks are skipped, passes are cut to the longest
+        chunk); a sample's real tokens are then joined chunk after chunk, so they come first:
+        its mask is its first min(real tokens, max_tokens) positions. T is the longest sample.
+        """
+        if input_ids.ndim == 2:
+            input_ids, attention_mask = input_ids[:, None], attention_mask[:, None]
+        batch, chunks, _ = input_ids.shape
+        ids, mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1).bool()
+        width = max(int(mask.sum(1).max()), 1)
+        ids, mask, used = ids[:, :width], mask[:, :width], mask.any(1)
+        feats = torch.zeros(*ids.shape, self.out_dim, device=ids.device)
+        if used.any():
+            feats[used] = self._encode(ids[used], mask[used].long())
+        feats, mask = feats.view(batch, chunks * width, -1), mask.reshape(batch, chunks * width)
+        order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # real tokens first, in order
+        order = order[:, :min(max(int(mask.sum(1).max()), 1), self.max_tokens)]
+        return feats.gather(1, order[..., None].expand(-1, -1, feats.shape[-1])), mask.gather(1, order)
 
     def identity(self) -> dict:
         return {"encoder": "text", "name": self.name, "weights": self.weights, "model_type": self.model.config.model_type,

@@ -262,9 +262,9 @@ class MMLQ(nn.Module):
         """Frozen image features (B, N, C) of [0, 1] images."""
         return self.image_encoder(img)
 
-    def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """Frozen text features (B, L, C) of token ids and attention mask."""
-        return self.text_encoder(text_ids, text_mask)
+    def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen text features (B, T, C) and their mask (B, T) of token ids and mask, (B, L) or chunked (B, chunks, L)."""
+        return self.text_encoder.encode_chunks(text_ids, text_mask)
 
     def _project(self, branch: str, feats: torch.Tensor) -> torch.Tensor:
         return feats if self.context_proj is None else self.context_proj[branch](feats)
@@ -276,7 +276,7 @@ class MMLQ(nn.Module):
                 raise OptionError("no text given to an MMLQ with network.null_text: false (it needs comments)")
             return self.null_text.expand(batch_size, -1, -1), None
         if text_feats is None:
-            text_feats = self.encode_text(text_ids, text_mask)
+            text_feats, text_mask = self.encode_text(text_ids, text_mask)
         if text_mask is None:
             text_mask = torch.ones(text_feats.shape[:2], dtype=torch.bool, device=text_feats.device)
         text_mask = text_mask.bool()

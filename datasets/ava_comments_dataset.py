@@ -11,18 +11,24 @@ Options (pyiqa dataset schema):
     augment: pyiqa's transform options (resize, hflip, random_crop, ...); img_range: 1.0
     exif_transpose: true (false: pyiqa-identical preprocessing, EXIF orientation ignored)
     max_image_pixels: larger images are unreadable (`bad_image` applies); default PIL's limit
-    text: {tokenizer: name or path ('offline-minilm'), max_length: 512, separator: ' ',
-           comment_fraction: 1.0, seed: 0}; `tokenizer: hashed-ngrams` (with `buckets`,
-           `ngram`) gives hashed word n-grams of the whole comment set instead
-           (iaa_bench/data/ngrams.py; no max_length)
+    text: {tokenizer: name or path ('offline-minilm'), max_length: 512, max_chunks: 1,
+           max_tokens: None, separator: ' ', comment_fraction: 1.0, seed: 0}; `tokenizer:
+           hashed-ngrams` (with `buckets`, `ngram`) gives hashed word n-grams of the whole
+           comment set instead (iaa_bench/data/ngrams.py; no max_length, no chunks)
 
 Sample keys: `img` (3,H,W float in [0, img_range]), `mos_dist` (10 vote shares, sum 1),
 `mos_label` (shape (1,), MOS on the 1..10 scale -- pyiqa's AVADataset divides it by 10,
 this one does not), `img_path`; with `text` also `text_ids` and `text_mask` (LongTensor
-(max_length,), mask 1 = real token), padded to max_length so default collation works.
+(max_length,), or (max_chunks, max_length) when max_chunks > 1; mask 1 = real token),
+padded so default collation works.
 
-Comments of an image are joined with `separator` and tokenised here, once per sample,
-truncated to max_length. With comment_fraction < 1, ceil(fraction * n) comments are kept (the
+Comments of an image are tokenised here, once per sample, into chunks of at most
+max_length tokens (each with the tokenizer's special tokens) that the text encoder reads
+one by one, so attention cost grows linearly with the comment set instead of
+quadratically. A chunk ends between two comments when the next comment fits whole into
+a fresh chunk; longer comments continue across chunks. At most `max_chunks` chunks and
+`max_tokens` tokens in all (default max_chunks x max_length) are kept; `max_chunks: 1`
+is one pass over the comments joined with `separator`, truncated to max_length. With comment_fraction < 1, ceil(fraction * n) comments are kept (the
 authors' reduced-comment rule: authors' inference script, third-party copy; at least one when
 the image has any and fraction > 0), drawn by an RNG seeded by (seed, index, epoch) and
 kept in their original order; `epoch` changes only in the train phase (`set_epoch`), so
@@ -49,7 +55,73 @@ from iaa_bench.data.images import load_image, loading_options
 from iaa_bench.data.ngrams import HASHED_NGRAMS, HashedNgrams
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
-TEXT_DEFAULTS = {"max_length": 512, "separator": " ", "comment_fraction": 1.0, "seed": 0}
+TEXT_DEFAULTS = {"max_length": 512, "max_chunks": 1, "max_tokens": None, "separator": " ", "comment_fraction": 1.0,
+                 "seed": 0}
+
+
+def token_budget(text_opt: dict) -> int:
+    """Encoder tokens (special tokens included) one comment set may fill, over all its chunks."""
+    return int(text_opt["max_tokens"] or text_opt["max_chunks"] * text_opt["max_length"])
+
+
+def pack_chunks(pieces: list, sep: list, room: int, special: int, max_chunks: int, budget: int) -> tuple[list, int]:
+    """Token lists of comments packed into at most `max_chunks` chunks of `room` tokens; (chunks, comment tokens kept).
+
+    `special` tokens per chunk count against `budget`. A comment that does not fit the
+    open chunk starts a new one when it fits whole into it (a boundary between comments);
+    otherwise it is split. `sep` joins comments within a chunk and is not counted as kept.
+    """
+    chunks, used, kept = [[]], special, 0
+
+    def can_open():
+        return len(chunks) < max_chunks and budget - used > special
+
+    for piece in pieces:
+        tokens, lead = (sep + piece, len(sep)) if chunks[-1] else (piece, 0)
+        while tokens:
+            free = min(room - len(chunks[-1]), budget - used)
+            if len(tokens) > free and chunks[-1] and len(piece) <= room and can_open():
+                chunks.append([])
+                used += special
+                tokens, lead = piece, 0
+                continue
+            take, tokens = tokens[:free], tokens[free:]
+            chunks[-1] += take
+            used += len(take)
+            kept += max(0, len(take) - lead)
+            lead = max(0, lead - len(take))
+            if tokens:
+                if not can_open():
+                    return chunks, kept
+                chunks.append([])
+                used += special
+    return chunks, kept
+
+
+def special_tokens(tokenizer) -> tuple[list, list]:
+    """The ids a tokenizer puts before and after a single text ([CLS] / [SEP] for BERT)."""
+    bare, full = tokenizer("a", add_special_tokens=False)["input_ids"], tokenizer("a")["input_ids"]
+    start = next(i for i in range(len(full)) if full[i:i + len(bare)] == bare)
+    return full[:start], full[start + len(bare):]
+
+
+def comment_tokens(tokenizer, comments: list, text_opt: dict) -> tuple[dict, int, int]:
+    """(`text_ids`/`text_mask`, comment tokens kept, comment tokens in all) of one comment set."""
+    length, max_chunks = text_opt["max_length"], text_opt["max_chunks"]
+    prefix, suffix = special_tokens(tokenizer)
+    special = len(prefix) + len(suffix)
+    pieces = tokenizer(list(comments), add_special_tokens=False)["input_ids"] if comments else []
+    sep = tokenizer(text_opt["separator"], add_special_tokens=False)["input_ids"] if text_opt["separator"].strip() else []
+    chunks, kept = pack_chunks(pieces, sep, length - special, special, max_chunks, token_budget(text_opt))
+    ids = torch.full((max_chunks, length), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((max_chunks, length), dtype=torch.long)
+    for row, chunk in enumerate(chunks):
+        with_special = prefix + chunk + suffix
+        ids[row, :len(with_special)] = torch.tensor(with_special)
+        mask[row, :len(with_special)] = 1
+    if max_chunks == 1:
+        ids, mask = ids[0], mask[0]
+    return {"text_ids": ids, "text_mask": mask}, kept, sum(map(len, pieces))
 
 
 def build_tokenizer(text_opt: dict):
@@ -62,13 +134,11 @@ def build_tokenizer(text_opt: dict):
 
 
 def tokenize_comments(tokenizer, comments: list, text_opt: dict) -> dict:
-    """`text_ids`, `text_mask` of comments joined with the separator (shared with infer): (max_length,)
-    for an encoder's tokenizer, every hashed n-gram of the whole text for `HashedNgrams`."""
+    """`text_ids`, `text_mask` of one comment set (shared with infer and metrics): chunked as `text_opt`
+    says for an encoder's tokenizer, every hashed n-gram of the whole text for `HashedNgrams`."""
     if isinstance(tokenizer, HashedNgrams):
         return tokenizer(text_opt["separator"].join(comments))
-    tokens = tokenizer(text_opt["separator"].join(comments), max_length=text_opt["max_length"], truncation=True,
-                       padding="max_length", return_tensors="pt")
-    return {"text_ids": tokens["input_ids"][0].long(), "text_mask": tokens["attention_mask"][0].long()}
+    return comment_tokens(tokenizer, comments, {**TEXT_DEFAULTS, **text_opt})[0]
 
 
 @DATASET_REGISTRY.register()
@@ -153,8 +223,22 @@ class AVACommentsDataset(BaseIQADataset):
         return view
 
     def tokens(self, index: int) -> dict:
-        """`text_ids`, `text_mask` (max_length,) of a sample's selected comments, without its image."""
+        """`text_ids`, `text_mask` of a sample's selected comments, without its image."""
         return tokenize_comments(self.tokenizer, self.selected_comments(index), self.text_opt)
+
+    def token_coverage(self, max_images: int = 2000) -> dict | None:
+        """Share of comment tokens the chunks keep, over the split or a seeded sample of `max_images`
+        (None for hashed n-grams, which read the whole comment set)."""
+        if isinstance(self.tokenizer, HashedNgrams):
+            return None
+        n = len(self)
+        sample = range(n) if n <= max_images else np.random.default_rng(0).choice(n, max_images, replace=False)
+        kept = total = cut = 0
+        for index in sample:
+            _, k, t = comment_tokens(self.tokenizer, self.selected_comments(int(index)), self.text_opt)
+            kept, total, cut = kept + k, total + t, cut + (k < t)
+        return {"images": len(sample), "of": n, "images_cut": cut, "tokens_kept": kept, "tokens": total,
+                "share_kept": kept / total if total else 1.0, "budget": token_budget(self.text_opt)}
 
     def __getitem__(self, index):
         sample = self.labels(index)

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from iaa_bench.data import prepare as prepare_ava
+from iaa_bench.datasets.ava_comments_dataset import TEXT_DEFAULTS, comment_tokens
 from iaa_bench.utils.pyiqa_adapter import build_dataset
 
 COMMENTS = {1: ["great light", "sharp", "nice colours", "too dark", "lovely", "well done"],
@@ -76,6 +77,38 @@ def test_comment_fraction_keeps_a_seeded_subset(prepared):
         dataset.set_epoch(epoch)
         draws.add(tuple(dataset.selected_comments(0)))
     assert len(draws) > 1  # training draws a new subset per epoch
+
+
+def test_one_chunk_is_the_joined_comments_truncated(prepared):
+    dataset = make(prepared, text={})
+    joined = dataset.tokenizer(" ".join(COMMENTS[1]), max_length=16, truncation=True, padding="max_length",
+                               return_tensors="pt")
+    assert torch.equal(dataset.tokens(0)["text_ids"], joined["input_ids"][0])
+    assert torch.equal(dataset.tokens(0)["text_mask"], joined["attention_mask"][0])
+
+
+def test_chunks_end_between_comments_within_the_token_budget(prepared):
+    comments = ["one two three", "four five six seven", "eight nine ten eleven twelve thirteen fourteen"]
+    tokenizer = make(prepared, text={}).tokenizer
+    opt = {**TEXT_DEFAULTS, "tokenizer": "offline-minilm", "max_length": 8, "max_chunks": 4}
+    (tokens, kept, total) = comment_tokens(tokenizer, comments, opt)
+    chunks = [tokenizer.decode(ids[mask.bool()]) for ids, mask in zip(tokens["text_ids"], tokens["text_mask"])]
+    # "four ..." does not fit after "one two three": a new chunk; the 7-token comment fits no chunk: split
+    assert chunks == ["[CLS] one two three [SEP]", "[CLS] four five six seven eight nine [SEP]",
+                      "[CLS] ten eleven twelve thirteen fourteen [SEP]", ""]
+    assert kept == total == 14
+    tokens, kept, _ = comment_tokens(tokenizer, comments, {**opt, "max_tokens": 18})
+    assert int(tokens["text_mask"].sum()) == 18 and kept == 12
+    tokens, kept, _ = comment_tokens(tokenizer, comments, {**opt, "max_chunks": 1})
+    assert tokens["text_ids"].shape == (8,) and kept == 6  # one chunk: today's truncation
+
+
+def test_token_coverage_counts_what_the_budget_cuts(prepared):
+    whole = make(prepared, text={"max_length": 16, "max_chunks": 2}).token_coverage()
+    assert whole["share_kept"] == 1.0 and whole["images_cut"] == 0 and whole["images"] == 3
+    cut = make(prepared, text={"max_length": 6}).token_coverage()  # one chunk of 4 comment tokens
+    assert whole["tokens"] == cut["tokens"] == 11  # image 1: 10 tokens, image 2: 1, image 3: none
+    assert cut["images_cut"] == 1 and cut["tokens_kept"] == 4 + 1 and cut["share_kept"] == 5 / 11
 
 
 def test_fixed_draw_outside_training(prepared):

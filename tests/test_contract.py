@@ -77,6 +77,10 @@ def test_datasets_get_the_text_settings_of_any_arch_that_reads_text():
         dataset_options(opt, {"text": {"max_length": 32}}, "train")
     with pytest.raises(OptionError, match="tokenizer"):
         dataset_options(opt, {"text": {"tokenizer": "bert-base-uncased"}}, "train")
+    chunked = {"network": {"type": "MMLQ", "text_encoder": {"max_length": 16, "max_chunks": 4, "max_tokens": 48}}}
+    assert dataset_options(chunked, {})["text"]["max_chunks"] == 4  # chunking reaches the datasets
+    with pytest.raises(OptionError, match="does not fit network MMLQ"):
+        dataset_options(chunked, {"text": {"max_tokens": None}}, "train")  # 4 x 16 > the network's budget
     assert "text" not in dataset_options({"network": {"type": "NIMABaseline"}}, {"type": "AVACommentsDataset"})
     with pytest.raises(OptionError, match=r"declares no `text_settings`: set `datasets.val.text"):
         dataset_options({"network": {"type": "UndeclaredTextNet"}}, {}, "val")

@@ -18,12 +18,13 @@ from iaa_bench.data.loaders import EpochSampler
 MAX_LENGTH = TINY_MMLQ["text_encoder"]["max_length"]
 
 
-def dataset(root, split="train", augment=None, max_length=MAX_LENGTH):
+def dataset(root, split="train", augment=None, max_length=MAX_LENGTH, max_chunks=1):
     from iaa_bench.datasets.ava_comments_dataset import AVACommentsDataset
 
     return AVACommentsDataset({"name": f"demo_{split}", "type": "AVACommentsDataset", "dataroot": str(root),
                                "split": split, "phase": split, "augment": augment or {"resize": [64, 64]},
-                               "img_range": 1, "text": {"tokenizer": "offline-minilm", "max_length": max_length}})
+                               "img_range": 1, "text": {"tokenizer": "offline-minilm", "max_length": max_length,
+                                                        "max_chunks": max_chunks}})
 
 
 def tiny_mmlq(seed=0, **overrides):
@@ -43,18 +44,20 @@ def cached(tmp_path, net, loader, device="cpu", **cache):
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-@pytest.mark.parametrize("modality, device", [("both", "cpu"), ("image", "cpu"), ("text", "cpu"),
-                                              pytest.param("both", "cuda", marks=CUDA)])
-def test_cached_outputs_equal_uncached(demo_data, tmp_path, modality, device):
-    net = tiny_mmlq(modality=modality).to(device)
-    ds = dataset(demo_data)
+@pytest.mark.parametrize("modality, device, chunks", [("both", "cpu", 1), ("image", "cpu", 1), ("text", "cpu", 1),
+                                                      ("text", "cpu", 3), pytest.param("both", "cuda", 1, marks=CUDA)])
+def test_cached_outputs_equal_uncached(demo_data, tmp_path, modality, device, chunks):
+    length = MAX_LENGTH // chunks  # chunked: the same comments read in 3 passes of 8 tokens
+    net = tiny_mmlq(modality=modality, text_encoder={**TINY_MMLQ["text_encoder"], "max_length": length,
+                                                     "max_chunks": chunks}).to(device)
+    ds = dataset(demo_data, max_length=length, max_chunks=chunks)
     plain, from_cache = next(iter(loader_of(ds))), next(iter(cached(tmp_path, net, loader_of(ds), device)))
     plain, from_cache = ({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in (plain, from_cache))
     assert from_cache["img_path"] == plain["img_path"] and "img" not in from_cache and "text_ids" not in from_cache
     assert ("image_feats" in from_cache) == (modality != "text") and ("text_feats" in from_cache) == (modality != "image")
     assert torch.equal(from_cache["mos_dist"], plain["mos_dist"]) and torch.equal(from_cache["mos_label"], plain["mos_label"])
     if modality != "image":  # stored at real length: the batch is padded to its longest text only
-        assert torch.equal(from_cache["text_mask"], plain["text_mask"][:, :from_cache["text_mask"].shape[1]])
+        assert torch.equal(from_cache["text_mask"].sum(1), plain["text_mask"].flatten(1).sum(1))
         assert from_cache["text_mask"].sum(1).max() == from_cache["text_mask"].shape[1]
     with torch.no_grad():
         ref = net(plain["img"], plain["text_ids"], plain["text_mask"], return_dist=True, return_mos=False)

@@ -117,9 +117,27 @@ def test_precomputed_features_match_running_the_encoders():
     img, ids, mask = batch()
     with torch.no_grad():
         direct = net(img, ids, mask, return_dist=True)[1]
-        cached = net(None, None, mask, return_dist=True, image_feats=net.encode_image(img),
-                     text_feats=net.encode_text(ids, mask))[1]
+        text_feats, text_mask = net.encode_text(ids, mask)
+        cached = net(None, None, text_mask, return_dist=True, image_feats=net.encode_image(img), text_feats=text_feats)[1]
     assert torch.allclose(direct, cached, atol=1e-6)
+
+
+def test_chunked_text_joins_each_chunks_real_tokens():
+    net = tiny_mmlq(text_encoder={**TINY_TEXT, "max_length": 8, "max_chunks": 3, "max_tokens": 20}).eval()
+    _, ids, _ = batch(size=2, length=24)
+    ids, mask = ids.view(2, 3, 8), torch.zeros(2, 3, 8, dtype=torch.long)
+    mask[0, 0, :5] = mask[0, 1, :8] = 1  # sample 0: chunks of 5 and 8 tokens, third chunk empty
+    mask[1, 0, :8] = mask[1, 1, :8] = mask[1, 2, :6] = 1  # sample 1: 22 tokens, cut to the 20-token budget
+    feats, joined = net.encode_text(ids, mask)
+    assert feats.shape == (2, 20, 32) and joined.sum(1).tolist() == [13, 20]
+    encoder = net.text_encoder
+    first = torch.cat([encoder(ids[0, :1, :5], mask[0, :1, :5])[0], encoder(ids[0, 1:2], mask[0, 1:2])[0]])
+    assert torch.allclose(feats[0, :13], first, atol=1e-5) and not joined[0, 13:].any()
+    second = torch.cat([encoder(ids[1, c:c + 1], mask[1, c:c + 1])[0] for c in range(2)]
+                       + [encoder(ids[1, 2:3, :6], mask[1, 2:3, :6])[0]])
+    assert torch.allclose(feats[1], second[:20], atol=1e-5)
+    with pytest.raises(ValueError, match="max_tokens"):
+        tiny_mmlq(text_encoder={**TINY_TEXT, "max_length": 8, "max_chunks": 2, "max_tokens": 17})
 
 
 @pytest.mark.parametrize("self_attn,ffn", [("separate", "separate"), ("joint", "separate"), ("separate", "shared"),

@@ -376,12 +376,10 @@ def _encode_batch(files: CacheFiles, encoders: dict, batch: dict, idx, device, d
         feats = encoders["image"](torch.cat(views)).unflatten(0, (len(views), len(idx))).transpose(0, 1)
         files.image[idx] = feats.cpu().numpy().astype(dtype)
     if "text" in encoders:
-        mask = batch["text_mask"]
-        lengths = mask.sum(1)
+        lengths = batch["text_mask"].flatten(1).sum(1)  # chunked texts: joined, real tokens first
         if not np.array_equal(files.text_lengths[idx], lengths.numpy()):
             raise RuntimeError(f"{files.folder}: token counts changed since the cache was allocated")
-        width = int(lengths.max())
-        feats = encoders["text"](batch["text_ids"][:, :width].to(device), mask[:, :width].to(device))
+        feats = encoders["text"](batch["text_ids"].to(device), batch["text_mask"].to(device))
         feats = feats.cpu().numpy().astype(dtype)
         for row, index in enumerate(idx):
             files.text[files.text_offsets[index]:files.text_offsets[index + 1]] = feats[row, :lengths[row]]

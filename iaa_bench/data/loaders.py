@@ -130,6 +130,19 @@ def dataset_options(opt: dict, dataset_opt: dict, phase: str = "*") -> dict:
     return {**dataset_opt, "text": text} if text is not None else dict(dataset_opt)
 
 
+def log_token_coverage(phase: str, dataset) -> None:
+    """Log the share of comment tokens a text dataset's chunks keep (the rest is cut by the token budget)."""
+    if getattr(dataset, "text_opt", None) is None or not hasattr(dataset, "token_coverage"):
+        return
+    text, cover = dataset.text_opt, dataset.token_coverage()
+    if cover is None:
+        return
+    sample = "" if cover["images"] == cover["of"] else f" (a seeded sample of {cover['images']:,d} of {cover['of']:,d})"
+    log.info(f"datasets.{phase}: comments read as up to {text['max_chunks']} x {text['max_length']} tokens "
+             f"(budget {cover['budget']}): {cover['share_kept']:.1%} of "
+             f"comment tokens kept, {cover['images_cut']:,d} of {cover['images']:,d} images cut{sample}")
+
+
 def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
     """Build the bundled demo dataset when an option file asks for it and it is absent."""
     demo = dataset_opt.get("build_demo_if_missing")
@@ -184,6 +197,8 @@ def create_dataloaders(opt):
         ensure_demo_data(raw_opt, rank)
         dataset_opt = dataset_options(opt, raw_opt, phase)
         dataset = build_dataset(dataset_opt)
+        if rank == 0:
+            log_token_coverage(phase, dataset)
         if phase == "train":
             sampler = EpochSampler(len(dataset), opt["manual_seed"], dataset_opt.get("use_shuffle", True), rank, world,
                                    drop_last=True)
@@ -214,6 +229,8 @@ def eval_loaders(opt, phases=None):
         ensure_demo_data(raw_opt, opt["rank"])
         dataset_opt = {**dataset_options(opt, raw_opt, phase), "phase": phase.split("_")[0]}
         dataset = build_dataset(dataset_opt)
+        if opt["rank"] == 0:
+            log_token_coverage(phase, dataset)
         loaders.append((phase, build_loader(opt, dataset, dataset_opt, EpochSampler(len(dataset), 0, False, opt["rank"],
                                                                                      opt["world_size"]))))
     if not loaders:

@@ -118,7 +118,7 @@ def count_macs(net: nn.Module, *inputs, **kw_inputs) -> tuple[int, int]:
 def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = None) -> dict:
     """Parameter counts and per-sample MACs of the trainable part on random cached features.
 
-    text_tokens: text length (default: the text encoder's max_length); image_tokens: default
+    text_tokens: text length (default: the text encoder's token budget, max_tokens); image_tokens: default
     the image encoder's token count (measured once with a blank image).
     """
     encoders = contract.frozen_encoders(net)
@@ -131,7 +131,7 @@ def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = N
     if image is not None:
         inputs["image_feats"] = torch.randn(1, image_tokens or image.num_tokens, image.out_dim)
     if text is not None:
-        text_tokens = text_tokens or text.max_length
+        text_tokens = text_tokens or text.max_tokens
         inputs["text_feats"] = torch.randn(1, text_tokens, text.out_dim)
         inputs["text_mask"] = torch.ones(1, text_tokens, dtype=torch.long)
     macs, attn = count_macs(net, **inputs)
@@ -151,7 +151,7 @@ def model_stats(argv=None) -> dict:
     parser.add_argument("-opt", required=True, help="option file")
     parser.add_argument("--random-init", action="store_true",
                         help="frozen encoders of the same shapes without weights (no checkpoint needed)")
-    parser.add_argument("--tokens", type=int, default=None, help="text tokens (default: text_encoder.max_length)")
+    parser.add_argument("--tokens", type=int, default=None, help="text tokens (default: text_encoder.max_tokens)")
     args = parser.parse_args(argv)
     network_opt = load_yaml(args.opt)["network"]
     net = build_random_init(network_opt) if args.random_init else build_net(network_opt)

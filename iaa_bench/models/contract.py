@@ -8,16 +8,19 @@ in, the mean score out).
 
     uses_image = True           forward's first argument is `img` (B, 3, H, W) in [0, img_range]
     uses_text = False           forward takes keyword arguments `text_ids`, `text_mask`
-                                (B, L) long, mask 1 = real token; `None` for both = no comments
-    text_settings(network_opt)  classmethod: {'tokenizer', 'max_length'} that a network built
-                                from these options reads (None: it reads no text); the datasets
-                                tokenise comments with them unless they state their own `text:`
+                                (B, L) long, mask 1 = real token, or (B, chunks, L) when the
+                                text settings have max_chunks > 1; `None` for both = no comments
+    text_settings(network_opt)  classmethod: {'tokenizer', 'max_length'[, 'max_chunks', 'max_tokens']}
+                                that a network built from these options reads (None: it reads no
+                                text); the datasets tokenise comments with them unless they state
+                                their own `text:`
     outputs_dist = False        forward(img, ..., return_mos=True, return_dist=True) returns
                                 [mos (B, 1), dist (B, bins)], trained with a distribution loss;
                                 otherwise forward(img, ...) returns mos (B, 1)
     frozen_encoders()           {'image' | 'text': module}: frozen encoders whose outputs forward
                                 also accepts precomputed, as `image_feats` = module(img) and
-                                `text_feats` = module(text_ids, text_mask) (with `text_mask`);
+                                `text_feats` = module(text_ids, text_mask) (B, T, C) with its real
+                                tokens first (its `text_mask`: the first mask.sum() positions);
                                 the feature cache stores exactly those outputs
     no_weight_decay()           parameter names (as in `named_parameters`) kept out of weight
                                 decay, besides every parameter with fewer than two dimensions
