@@ -12,9 +12,10 @@ Options (pyiqa dataset schema):
     exif_transpose: true (false: pyiqa-identical preprocessing, EXIF orientation ignored)
     max_image_pixels: larger images are unreadable (`bad_image` applies); default PIL's limit
     text: {tokenizer: name or path ('offline-minilm'), max_length: 512, max_chunks: 1,
-           max_tokens: None, separator: ' ', comment_fraction: 1.0, seed: 0}; `tokenizer:
-           hashed-ngrams` (with `buckets`, `ngram`) gives hashed word n-grams of the whole
-           comment set instead (iaa_bench/data/ngrams.py; no max_length, no chunks)
+           max_tokens: None, separator: ' ', comment_fraction: 1.0, seed: 0,
+           withhold_comments: false (every image as if it had no comments: the photo-only
+           protocol)}; `tokenizer: hashed-ngrams` (with `buckets`, `ngram`) gives hashed word
+           n-grams of the whole comment set instead (iaa_bench/data/ngrams.py; no max_length, no chunks)
 
 Sample keys: `img` (3,H,W float in [0, img_range]), `mos_dist` (10 vote shares, sum 1),
 `mos_label` (shape (1,), MOS on the 1..10 scale -- pyiqa's AVADataset divides it by 10,
@@ -56,7 +57,7 @@ from iaa_bench.data.ngrams import HASHED_NGRAMS, HashedNgrams
 from iaa_bench.utils.pyiqa_adapter import DATASET_REGISTRY, BaseIQADataset
 
 TEXT_DEFAULTS = {"max_length": 512, "max_chunks": 1, "max_tokens": None, "separator": " ", "comment_fraction": 1.0,
-                 "seed": 0}
+                 "seed": 0, "withhold_comments": False}
 
 
 def token_budget(text_opt: dict) -> int:
@@ -177,7 +178,9 @@ class AVACommentsDataset(BaseIQADataset):
         return self.store.read(self._comment_offsets[index], self._comment_lengths[index])
 
     def selected_comments(self, index: int) -> list:
-        """The comments fed to the tokenizer: all, or a seeded `comment_fraction` of them."""
+        """The comments fed to the tokenizer: all, a seeded `comment_fraction` of them, or none when withheld."""
+        if self.text_opt["withhold_comments"]:
+            return []
         comments = self.comments(index)
         fraction = self.text_opt["comment_fraction"]
         if fraction >= 1.0 or not comments:

@@ -111,6 +111,14 @@ def test_token_coverage_counts_what_the_budget_cuts(prepared):
     assert cut["images_cut"] == 1 and cut["tokens_kept"] == 4 + 1 and cut["share_kept"] == 5 / 11
 
 
+def test_withheld_comments_give_every_image_the_empty_text(prepared):
+    dataset = make(prepared, text={"withhold_comments": True})
+    empty = make(prepared, text={})[2]  # id 3 has no comments
+    for index in range(2):
+        assert dataset.selected_comments(index) == [] and dataset.comments(index) == COMMENTS[index + 1]
+        assert torch.equal(dataset[index]["text_ids"], empty["text_ids"])
+
+
 def test_fixed_draw_outside_training(prepared):
     dataset = make(prepared, text={"comment_fraction": 0.5}, phase="val", split="train")
     first = dataset.selected_comments(0)

@@ -63,6 +63,7 @@ def test_trains_missing_models_and_writes_leaderboard(benchmark_run):
         for column in MODEL_COLUMNS:
             assert np.isfinite(float(row[column])), (row["name"], column)
         assert -1 <= float(row["srcc"]) <= 1 and -1 <= float(row["plcc"]) <= 1
+        assert (row["srcc_no_comments"], row["plcc_no_comments"]) == (row["srcc"], row["plcc"])  # reads no comments
         assert 0 <= float(row["acc"]) <= 1 and float(row["emd"]) >= 0 and float(row["images_per_s"]) > 0
         assert 0 < int(row["trainable_params"]) == int(row["total_params"])
         plcc, srcc, krcc = map(float, row["ava(PLCC/SRCC/KRCC)"].split("/"))

@@ -261,3 +261,24 @@ def test_text_model_fed_no_text_refuses_instead_of_reading_images_only(trained):
     model.feed_data({"img": torch.rand(2, 3, 64, 64)})
     with pytest.raises(OptionError, match="text_ids"):
         model.test()
+
+
+def test_no_comments_run_scores_what_infer_gives_for_the_photo_alone(trained, tmp_path):
+    """test.py --no-comments: the same images, comments withheld = infer.py without --comments."""
+    tmp, opt_file, _ = trained
+    args = ["-opt", str(opt_file), "--root", str(tmp)]
+    with_comments, blind = evaluate.test_pipeline(args)["test"], evaluate.test_pipeline([*args, "--no-comments"])["test"]
+    results = tmp / "results" / "tiny_mmlq"
+    assert blind["comments_withheld"] and not with_comments["comments_withheld"]
+    assert json.loads((results / "metrics_no_comments.json").read_text())["test"]["srcc"] == blind["srcc"]
+    seen, withheld = ([*csv.DictReader((results / name).read_text().splitlines())]
+                      for name in ("predictions_test.csv", "predictions_test_no_comments.csv"))
+    assert [r["img_path"] for r in seen] == [r["img_path"] for r in withheld]
+    assert any(a["pred_mean"] != b["pred_mean"] for a, b in zip(seen, withheld))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for row in withheld:
+        shutil.copy(row["img_path"], photos)
+    alone = {p.split("/")[-1]: mos for p, mos, _ in infer([*args, "--img", str(photos)])}
+    for row in withheld:
+        assert float(row["pred_mean"]) == pytest.approx(alone[row["img_path"].split("/")[-1]], abs=1e-4)

@@ -166,6 +166,10 @@ def test_markdown_table_order_ceiling_last_and_note(out_dir, rows):
     assert (cells["SRCC"], cells["PLCC"], cells["Acc %"]) == (f"{mmlq.srcc:.4f}", f"{mmlq.plcc:.4f}", f"{100 * mmlq.acc:.2f}")
     assert cells["params (M) trainable / total"] == "60.27 / 86.00" and cells["seeds"] == "1"
     assert "not directly comparable" in text
+    # no comments withheld for text models here; an image-only model's photo-only score is its score
+    nima = next(row for row in rows if row.name == "nima")
+    assert "SRCC no comments" in header and "PLCC no comments" in header and "comments withheld" in text
+    assert body[2].endswith(f"| {nima.srcc:.4f} | {nima.plcc:.4f} |") and body[0].endswith("| – | – |")
 
 
 # --- PNG ----------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def build_arg_parser(is_train: bool) -> argparse.ArgumentParser:
     parser.add_argument("--force_yml", nargs="+", default=None, metavar="KEY:SUB=VALUE",
                         help="Override options, e.g. train:total_iter=100 network:depth=2.")
     parser.add_argument("--root", default=None, help="Output root for experiments/, tb_logger/, results/.")
+    if not is_train:
+        parser.add_argument("--no-comments", action="store_true",
+                            help="Withhold every image's comments (the score a user with only the photo gets).")
     return parser
 
 

@@ -220,14 +220,19 @@ def with_feature_cache(opt, model, loader):
     return cached_loader(opt, model, loader)
 
 
-def eval_loaders(opt, phases=None):
-    """(phase, loader) for the option file's val/test datasets (or just `phases`)."""
+def eval_loaders(opt, phases=None, withhold_comments: bool = False):
+    """(phase, loader) for the option file's val/test datasets (or just `phases`).
+
+    withhold_comments: text datasets give every image no comments (what a user with only the photo has).
+    """
     loaders = []
     for phase, raw_opt in opt.get("datasets", {}).items():
         if phase == "train" or (phases and phase not in phases):
             continue
         ensure_demo_data(raw_opt, opt["rank"])
         dataset_opt = {**dataset_options(opt, raw_opt, phase), "phase": phase.split("_")[0]}
+        if withhold_comments and dataset_opt.get("text") is not None:
+            dataset_opt["text"] = {**dataset_opt["text"], "withhold_comments": True}
         dataset = build_dataset(dataset_opt)
         if opt["rank"] == 0:
             log_token_coverage(phase, dataset)

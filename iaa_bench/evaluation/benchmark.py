@@ -37,6 +37,9 @@ files, frozen encoders included (no feature cache), so models compare fairly.
 `--quick N` trains every run for N iterations only, into separate run names and
 `<out>_quick<N>`, and marks every output "quick (N iterations): not a result": a smoke
 test of the whole benchmark in minutes.
+
+A model that reads comments is scored a second time with every test image's comments
+withheld (`srcc_no_comments`, `plcc_no_comments`): what a user with only the photo gets.
 """
 import argparse
 import io
@@ -290,6 +293,7 @@ class Scores:
     macs: float
     train_rate: float
     modality: str  # what the network reads (the architecture contract)
+    pred_no_comments: np.ndarray | None = None  # the same images, comments withheld (models that read comments)
 
 
 def _stored_key(checkpoint: str, split: str) -> dict:
@@ -303,30 +307,35 @@ def score_run(run: Run, checkpoint: str, split: str, root: str, store: str, show
     stored = osp.join(store, f"{run.name}.npz")
     if osp.isfile(stored):
         with np.load(stored, allow_pickle=False) as data:
-            if json.loads(str(data["key"])) == key:
+            if json.loads(str(data["key"])) == key and "pred_no_comments" in data.files:
                 meta = json.loads(str(data["meta"]))
-                return Scores(data["pred"], data["gt"], data["paths"].tolist(), **meta)
+                blind = data["pred_no_comments"] if data["pred_no_comments"].size else None
+                return Scores(data["pred"], data["gt"], data["paths"].tolist(), **meta, pred_no_comments=blind)
     opt = run_options(run, root)
     model = build_eval_model(opt, checkpoint)
     loader = split_loader(opt, split)
     result = evaluate(model, loader, desc=run.name, show_progress=show)
+    blind = None
+    if contract.uses_text(model.net):  # the photo-only protocol: the same images, their comments withheld
+        blind = evaluate(model, split_loader(opt, split, withhold_comments=True), desc=f"{run.name} (no comments)",
+                         show_progress=show).pred
     trainable, total = count_parameters(model.net)
     meta = {"seconds": result.seconds, "trainable": trainable, "total": total, "modality": contract.modality(model.net),
             "macs": trainable_macs_per_sample(model, loader),
             "train_rate": train_samples_per_s(osp.join(root, "experiments", run.name))}
     buffer = io.BytesIO()
     np.savez(buffer, pred=result.pred, gt=result.gt, paths=np.array(result.paths), key=json.dumps(key),
-             meta=json.dumps(meta))
+             meta=json.dumps(meta), pred_no_comments=np.zeros(0) if blind is None else blind)
     os.makedirs(store, exist_ok=True)
     atomic_write(Path(stored), lambda f: f.write(buffer.getvalue()))
-    return Scores(result.pred, result.gt, list(result.paths), **meta)
+    return Scores(result.pred, result.gt, list(result.paths), **meta, pred_no_comments=blind)
 
 
-def split_loader(opt: dict, split: str):
-    """The loader of the option file's `datasets.<split>`."""
+def split_loader(opt: dict, split: str, withhold_comments: bool = False):
+    """The loader of the option file's `datasets.<split>` (its images' comments withheld if asked)."""
     if split not in opt.get("datasets", {}):
         raise OptionError(f"{opt['opt_path']}: no `datasets.{split}` to benchmark on")
-    return loaders.eval_loaders(opt, [split])[0][1]
+    return loaders.eval_loaders(opt, [split], withhold_comments)[0][1]
 
 
 class ModelSkipped(IAABenchError):
@@ -375,10 +384,14 @@ def vote_counts(dataset) -> np.ndarray:
 def seed_row(label: str, runs: list, scores: dict, modality: str | None, status: str):
     """One leaderboard row from the scores of a model's runs (one per seed); modality None: the network's."""
     got = [scores[run.name] for run in runs]
-    return leaderboard.row_from_seeds(
+    row = leaderboard.row_from_seeds(
         label, modality or got[0].modality, [s.pred for s in got], got[0].gt, sum(s.seconds for s in got), got[0].trainable,
         got[0].total, macs_per_sample=got[0].macs, train_samples_per_s=float(np.nanmean([s.train_rate for s in got]))
         if any(np.isfinite(s.train_rate) for s in got) else float("nan"), status=status)
+    if got[0].pred_no_comments is not None:  # mean over seeds, as the row's own SRCC / PLCC
+        blind = [compute_metrics(s.pred_no_comments, s.gt) for s in got]
+        row.srcc_no_comments, row.plcc_no_comments = (float(np.mean([m[k] for m in blind])) for k in ("srcc", "plcc"))
+    return row
 
 
 def benchmark(argv=None) -> list:

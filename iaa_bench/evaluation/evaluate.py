@@ -121,21 +121,25 @@ def test_pipeline(argv=None):
     """Evaluate from an option file; writes results/<name>/metrics.json and predictions CSVs."""
     from iaa_bench.config.schema import validate_options
 
-    opt, _ = parse_options(is_train=False, argv=argv, validate=validate_options)
+    opt, args = parse_options(is_train=False, argv=argv, validate=validate_options)
     opt["show_progress"] = use_progress_bar(opt)
     setup_run_logging(osp.join(opt["path"]["log"], f"test_{opt['name']}_{time.strftime('%Y%m%d_%H%M%S')}.log"),
                       opt["rank"])
     model = build_eval_model(opt)
+    # --no-comments: every image scored as if it had none (files get a _no_comments suffix)
+    suffix, label = ("_no_comments", ", comments withheld") if args.no_comments else ("", "")
     results = {}
-    for phase, loader in eval_loaders(opt):
+    for phase, loader in eval_loaders(opt, withhold_comments=args.no_comments):
         name = loader.dataset.opt.get("name", phase)
         result = evaluate(model, with_feature_cache(opt, model, loader), metric_options(opt), f"Test {name}",
                           opt["show_progress"])
-        results[phase] = {"dataset": name, "images_per_s": result.images_per_s, **result.summary()}
+        results[phase] = {"dataset": name, "images_per_s": result.images_per_s, "comments_withheld": args.no_comments,
+                          **result.summary()}
         if opt["rank"] == 0:
-            write_predictions(osp.join(opt["path"]["results_root"], f"predictions_{phase}.csv"), result)
-            print(f"TEST {opt['name']} {phase} ({name}, {len(result.pred)} images, {len(result.unreadable)} unreadable) "
+            write_predictions(osp.join(opt["path"]["results_root"], f"predictions_{phase}{suffix}.csv"), result)
+            print(f"TEST {opt['name']} {phase} ({name}, {len(result.pred)} images, {len(result.unreadable)} unreadable"
+                  f"{label}) "
                   + " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()), flush=True)
     if opt["rank"] == 0:
-        atomic_write_json(osp.join(opt["path"]["results_root"], "metrics.json"), results)
+        atomic_write_json(osp.join(opt["path"]["results_root"], f"metrics{suffix}.json"), results)
     return results

@@ -34,6 +34,10 @@ COMPARABILITY_NOTE = (
     "Multimodal (image+text) and image-only numbers are not directly comparable: "
     "AVA comments often state or hint the score."
 )
+NO_COMMENTS_NOTE = (
+    "*No comments*: every test image scored again with its comments withheld (what a user with only the photo "
+    "gets); image-only models read no comments, so theirs equal their main scores."
+)
 _CEILING_MARK = "†"
 MEASURED = "measured"
 PUBLISHED = "published, not reproduced here"
@@ -80,6 +84,8 @@ class LeaderboardRow:
     train_samples_per_s: float = math.nan  # from the run's final_metrics.json
     status: str = MEASURED
     source: str = ""
+    srcc_no_comments: float = math.nan  # comments withheld: what a user with only the photo gets
+    plcc_no_comments: float = math.nan
     pred_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
     gt_mean: np.ndarray | None = field(default=None, repr=False, compare=False)
     pred_seeds: np.ndarray | None = field(default=None, repr=False, compare=False)  # (seeds, N) mean scores
@@ -90,6 +96,8 @@ class LeaderboardRow:
                              f"got {self.modality!r}")
         if (self.pred_mean is None) != (self.gt_mean is None):
             raise ValueError(f"LeaderboardRow {self.name!r}: give both pred_mean and gt_mean or neither")
+        if self.modality == "image" and math.isnan(self.srcc_no_comments):  # reads no comments: nothing to withhold
+            self.srcc_no_comments, self.plcc_no_comments = self.srcc, self.plcc
 
     @property
     def is_reference(self) -> bool:
@@ -281,8 +289,9 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
     lines = [f"**{note}**", ""] if note else []
     lines += [
         "| model | input | seeds | SRCC | SRCC 95 % CI | PLCC | PLCC 95 % CI | SRCC − best (paired 95 % CI) | KRCC "
-        "| Acc % | EMD | params (M) trainable / total | MMACs / sample | train samples/s | images/s |",
-        "|---|---|---:|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| Acc % | EMD | params (M) trainable / total | MMACs / sample | train samples/s | images/s "
+        "| SRCC no comments | PLCC no comments |",
+        "|---|---|---:|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in [r for r in rows if not r.is_reference]:
         measured = not row.is_ceiling
@@ -292,7 +301,8 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
             f"| {mean_std_cell(row.plcc, row.plcc_std)} | {ci_cell(row.plcc_low, row.plcc_high)} | {vs_best_cell(row)} "
             f"| {fmt(row.krcc, '.4f')} | {fmt(100 * row.acc, '.2f')} | {fmt(row.emd, '.4f')} "
             f"| {params_cell(row) if measured else '–'} | {fmt(row.macs_per_sample / 1e6, '.2f')} "
-            f"| {fmt(row.train_samples_per_s, '.1f')} | {fmt(row.images_per_s, '.1f')} |"
+            f"| {fmt(row.train_samples_per_s, '.1f')} | {fmt(row.images_per_s, '.1f')} "
+            f"| {fmt(row.srcc_no_comments, '.4f')} | {fmt(row.plcc_no_comments, '.4f')} |"
         )
     lines.append("")
     if any(row.significance for row in rows):
@@ -303,6 +313,7 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
         lines.append(f"{_CEILING_MARK} Agreement between two random halves of each image's human votes, "
                      "Spearman-Brown corrected: an upper bound, not a model.")
     lines.append(COMPARABILITY_NOTE)
+    lines.append(NO_COMMENTS_NOTE)
     references = [row for row in rows if row.is_reference]
     if references:
         lines += ["", f"Published results ({PUBLISHED}; other data pipelines and splits may differ):", "",
