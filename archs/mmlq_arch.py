@@ -157,6 +157,10 @@ class MMLQ(nn.Module):
     all-zero mask, or `text_ids=None` for the whole batch counts as having no comment: its
     text keys are masked and its textual queries see only the null token. `comment_dropout`
     (training only) drops a sample's whole text the same way, so the model learns that case.
+    With `missing_text: retrieve` such a sample reads instead the comments lent by its
+    `retrieve_k` nearest training images (`lent_text_feats` / `lent_text_mask`, supplied by
+    iaa_bench.data.retrieval), each lent token marked by a learned `retrieved_text` vector, so
+    dropout teaches the model how far to trust retrieved comments; the null token stays a key.
     With `null_text: false` there is no null token and no missing-comment rule (as a Q-Former):
     textual queries attend to every token the mask marks, so an empty comment string attends
     to its [CLS] [SEP]; a sample with no attended token at all, or no text, raises OptionError.
@@ -180,6 +184,8 @@ class MMLQ(nn.Module):
         head: 'mlp' (Linear -> GELU -> Linear, width `head_hidden`) or 'linear' (one Linear).
         comment_dropout: training-only probability of dropping a sample's whole text (needs null_text).
         empty_text_tokens: a text with at most this many attended tokens counts as missing (null_text only).
+        missing_text: None (YAML null: the null token alone) or 'retrieve' (lent comments, above).
+        retrieve_k: training images that lend their comments to a sample without any.
         head_hidden: hidden width of the mlp head (default: dim).
         num_bins: score bins (10 for AVA).
     """
@@ -192,7 +198,8 @@ class MMLQ(nn.Module):
                  mlp_ratio: float = 4.0, dropout: float = 0.1, self_attn: str = "joint", ffn: str = "shared",
                  cross_attention_freq: int = 1, cross_attention_blocks: list = None, context_proj: str = "linear_ln",
                  null_text: bool = True, head: str = "mlp", modality: str = "both", comment_dropout: float = 0.0,
-                 empty_text_tokens: int = 2, head_hidden: int = None, num_bins: int = 10):
+                 empty_text_tokens: int = 2, head_hidden: int = None, num_bins: int = 10, missing_text: str = None,
+                 retrieve_k: int = 4):
         super().__init__()
         choices = {"modality": (modality, _BRANCHES), "self_attn": (self_attn, ("joint", "separate")),
                    "ffn": (ffn, ("shared", "separate")), "context_proj": (context_proj, ("linear_ln", "none")),
@@ -202,6 +209,10 @@ class MMLQ(nn.Module):
                 raise OptionError(f"network.{key} must be one of {list(allowed)}, got {value!r}")
         if comment_dropout > 0 and not null_text:
             raise OptionError("network.comment_dropout needs network.null_text: true (a dropped text leaves no keys)")
+        if missing_text not in (None, "retrieve") or missing_text and (not null_text or modality != "both"):
+            raise OptionError(f"network.missing_text must be null or 'retrieve' (which needs null_text: true and "
+                              f"modality: both: images find the neighbours, comments are lent), got {missing_text!r}")
+        self.missing_text, self.retrieve_k = missing_text, retrieve_k
         self.branches = _BRANCHES[modality]
         self.uses_image, self.uses_text = "visual" in self.branches, "textual" in self.branches
         self.comment_dropout, self.empty_text_tokens = comment_dropout, empty_text_tokens
@@ -223,6 +234,7 @@ class MMLQ(nn.Module):
         self.queries = nn.ParameterDict({b: nn.Parameter(torch.zeros(1, num_queries[b], dim)) for b in self.branches})
         self.null_text = (nn.Parameter(torch.zeros(1, 1, context_dims["textual"]))
                           if self.uses_text and null_text else None)
+        self.retrieved_text = nn.Parameter(torch.zeros(1, 1, context_dims["textual"])) if missing_text else None
         layout = cross_attention_layout(depth, cross_attention_freq, cross_attention_blocks)
         self.blocks = nn.ModuleList([
             MultimodalInteractionBlock(dim, num_heads, mlp_ratio, dropout, self.branches, self_attn, ffn,
@@ -240,7 +252,7 @@ class MMLQ(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        for p in [*self.queries.values(), *([self.null_text] if self.null_text is not None else [])]:
+        for p in [*self.queries.values(), *(t for t in (self.null_text, self.retrieved_text) if t is not None)]:
             nn.init.trunc_normal_(p, std=0.02)
 
     @classmethod
@@ -255,27 +267,34 @@ class MMLQ(nn.Module):
         return {k: enc for k, enc in (("image", self.image_encoder), ("text", self.text_encoder)) if enc is not None}
 
     def no_weight_decay(self) -> set:
-        """The learnable queries and the null text token: embeddings, kept out of weight decay (timm)."""
-        return {f"queries.{b}" for b in self.queries} | ({"null_text"} if self.null_text is not None else set())
+        """The learnable queries, null and retrieved-text tokens: embeddings, kept out of weight decay (timm)."""
+        return {f"queries.{b}" for b in self.queries} | {n for n in ("null_text", "retrieved_text")
+                                                          if getattr(self, n) is not None}
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """Frozen image features (B, N, C) of [0, 1] images."""
         return self.image_encoder(img)
 
     def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen text features (B, T, C) and their mask (B, T) of token ids and mask, (B, L) or chunked (B, chunks, L)."""
+        """Frozen text features (B, T, C) and mask (B, T) of token ids and mask, (B, L) or chunked (B, chunks, L)."""
         return self.text_encoder.encode_chunks(text_ids, text_mask)
 
     def _project(self, branch: str, feats: torch.Tensor) -> torch.Tensor:
         return feats if self.context_proj is None else self.context_proj[branch](feats)
 
-    def _text_context(self, text_ids, text_mask, text_feats, batch_size: int):
-        """Text keys (+ the null token) and their key mask (missing/dropped texts masked)."""
-        if text_feats is None and text_ids is None:
+    def _text_context(self, text_ids, text_mask, text_feats, batch_size: int, lent=None):
+        """Text keys (+ lent comments' keys, + the null token) and their key mask (missing/dropped texts masked).
+
+        lent: (lent_text_feats, lent_text_mask) of a retrieving network, read by samples without text.
+        """
+        if text_feats is None and text_ids is None and lent is None:
             if self.null_text is None:
                 raise OptionError("no text given to an MMLQ with network.null_text: false (it needs comments)")
             return self.null_text.expand(batch_size, -1, -1), None
-        if text_feats is None:
+        if text_feats is None and text_ids is None:  # no comments for the whole batch: only what is lent
+            text_feats = lent[0].new_zeros(batch_size, 1, lent[0].shape[-1])
+            text_mask = torch.zeros(batch_size, 1, dtype=torch.bool, device=lent[0].device)
+        elif text_feats is None:
             text_feats, text_mask = self.encode_text(text_ids, text_mask)
         if text_mask is None:
             text_mask = torch.ones(text_feats.shape[:2], dtype=torch.bool, device=text_feats.device)
@@ -289,12 +308,16 @@ class MMLQ(nn.Module):
         has_text = text_mask.sum(dim=1) > self.empty_text_tokens
         if self.training and self.comment_dropout > 0:
             has_text &= torch.rand(batch_size, device=has_text.device) >= self.comment_dropout
-        keys = torch.cat([keys, self.null_text.expand(batch_size, -1, -1)], dim=1)
-        key_mask = F.pad(text_mask & has_text[:, None], (0, 1), value=True)
+        keys, key_mask = [keys], [text_mask & has_text[:, None]]
+        if lent is not None and self.retrieved_text is not None:
+            keys.append(self._project("textual", lent[0]) + self.retrieved_text)
+            key_mask.append(lent[1].bool() & ~has_text[:, None])
+        keys = torch.cat([*keys, self.null_text.expand(batch_size, -1, -1)], dim=1)
+        key_mask = F.pad(torch.cat(key_mask, dim=1), (0, 1), value=True)
         return keys, key_mask
 
     def forward_features(self, img=None, text_ids=None, text_mask=None, *, image_feats=None,
-                         text_feats=None) -> torch.Tensor:
+                         text_feats=None, lent_text_feats=None, lent_text_mask=None) -> torch.Tensor:
         """Query tokens after the MMIBs: (B, num_visual_queries + num_text_queries, dim), visual first.
 
         Image-only / text-only networks return only their branch's queries.
@@ -305,7 +328,8 @@ class MMLQ(nn.Module):
             contexts["visual"] = (self._project("visual", image_feats), None)
         batch_size = next(x.shape[0] for x in (image_feats, text_feats, text_ids, img) if x is not None)
         if self.uses_text:
-            contexts["textual"] = self._text_context(text_ids, text_mask, text_feats, batch_size)
+            lent = None if lent_text_feats is None else (lent_text_feats, lent_text_mask)
+            contexts["textual"] = self._text_context(text_ids, text_mask, text_feats, batch_size, lent)
         queries = {b: self.queries[b].expand(batch_size, -1, -1) for b in self.branches}
         for block in self.blocks:
             queries = block(queries, contexts)
@@ -321,13 +345,15 @@ class MMLQ(nn.Module):
         return pooled if pre_logits else self.head(pooled)
 
     def forward(self, img=None, text_ids=None, text_mask=None, return_mos=True, return_dist=False, *,
-                image_feats=None, text_feats=None):
+                image_feats=None, text_feats=None, lent_text_feats=None, lent_text_mask=None):
         """pyiqa DistIQAModel convention: mos (B, 1) on 1..num_bins, dist (B, num_bins), or [mos, dist].
 
         image_feats / text_feats: precomputed frozen-encoder outputs (feature cache) used
         instead of running the encoders; text_feats come with their text_mask.
+        lent_text_feats / lent_text_mask: retrieved comments' text features (missing_text: retrieve).
         """
         dist = self.forward_head(self.forward_features(img, text_ids, text_mask, image_feats=image_feats,
-                                                       text_feats=text_feats))
+                                                       text_feats=text_feats, lent_text_feats=lent_text_feats,
+                                                       lent_text_mask=lent_text_mask))
         outputs = ([dist_to_mos(dist)] if return_mos else []) + ([dist] if return_dist else [])
         return outputs if len(outputs) > 1 else outputs[0]

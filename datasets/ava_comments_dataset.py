@@ -29,7 +29,8 @@ one by one, so attention cost grows linearly with the comment set instead of
 quadratically. A chunk ends between two comments when the next comment fits whole into
 a fresh chunk; longer comments continue across chunks. At most `max_chunks` chunks and
 `max_tokens` tokens in all (default max_chunks x max_length) are kept; `max_chunks: 1`
-is one pass over the comments joined with `separator`, truncated to max_length. With comment_fraction < 1, ceil(fraction * n) comments are kept (the
+is one pass over the comments joined with `separator`, truncated to max_length.
+With comment_fraction < 1, ceil(fraction * n) comments are kept (the
 authors' reduced-comment rule: authors' inference script, third-party copy; at least one when
 the image has any and fraction > 0), drawn by an RNG seeded by (seed, index, epoch) and
 kept in their original order; `epoch` changes only in the train phase (`set_epoch`), so
@@ -112,7 +113,8 @@ def comment_tokens(tokenizer, comments: list, text_opt: dict) -> tuple[dict, int
     prefix, suffix = special_tokens(tokenizer)
     special = len(prefix) + len(suffix)
     pieces = tokenizer(list(comments), add_special_tokens=False)["input_ids"] if comments else []
-    sep = tokenizer(text_opt["separator"], add_special_tokens=False)["input_ids"] if text_opt["separator"].strip() else []
+    separator = text_opt["separator"]
+    sep = tokenizer(separator, add_special_tokens=False)["input_ids"] if separator.strip() else []
     chunks, kept = pack_chunks(pieces, sep, length - special, special, max_chunks, token_budget(text_opt))
     ids = torch.full((max_chunks, length), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((max_chunks, length), dtype=torch.long)

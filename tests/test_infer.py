@@ -267,7 +267,8 @@ def test_no_comments_run_scores_what_infer_gives_for_the_photo_alone(trained, tm
     """test.py --no-comments: the same images, comments withheld = infer.py without --comments."""
     tmp, opt_file, _ = trained
     args = ["-opt", str(opt_file), "--root", str(tmp)]
-    with_comments, blind = evaluate.test_pipeline(args)["test"], evaluate.test_pipeline([*args, "--no-comments"])["test"]
+    with_comments = evaluate.test_pipeline(args)["test"]
+    blind = evaluate.test_pipeline([*args, "--no-comments"])["test"]
     results = tmp / "results" / "tiny_mmlq"
     assert blind["comments_withheld"] and not with_comments["comments_withheld"]
     assert json.loads((results / "metrics_no_comments.json").read_text())["test"]["srcc"] == blind["srcc"]

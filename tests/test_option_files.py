@@ -36,7 +36,8 @@ def allowed_twin_difference(key: str) -> bool:
             or key.startswith("train.optim.lr_") or parts[0] == "datasets" and parts[2:3] == ["text"])
 
 
-BASELINES = ("mmlq_image", "mmlq_text", "nima", "cnniqa", "bag_of_ngrams", "pooled_image_mlp", "late_fusion")
+BASELINES = ("mmlq_retrieve", "mmlq_image", "mmlq_text", "nima", "cnniqa", "bag_of_ngrams", "pooled_image_mlp",
+             "late_fusion")
 
 
 def test_expected_files_exist():

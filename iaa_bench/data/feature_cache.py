@@ -385,6 +385,14 @@ def _encode_batch(files: CacheFiles, encoders: dict, batch: dict, idx, device, d
             files.text[files.text_offsets[index]:files.text_offsets[index + 1]] = feats[row, :lengths[row]]
 
 
+def open_cache(folder: str) -> CacheFiles:
+    """A complete cache folder, read-only (e.g. a training split's, to lend its text features)."""
+    meta = _read_meta(folder)
+    if meta is None or not meta["complete"]:
+        raise FeatureCacheError(f"{folder}: no complete feature cache here (train the run again to rebuild it)")
+    return CacheFiles(folder, meta, mode="r")
+
+
 def _barrier():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

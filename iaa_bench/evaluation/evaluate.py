@@ -11,6 +11,7 @@ import torch
 
 from iaa_bench.config.options import parse_options
 from iaa_bench.data.loaders import eval_loaders, with_feature_cache
+from iaa_bench.data.retrieval import attach_retriever
 from iaa_bench.evaluation.metrics import (
     DEFAULT_VAL_METRICS,
     compute_metrics,
@@ -106,7 +107,9 @@ def build_eval_model(opt, checkpoint=None):
                                 f"(looked in {osp.join(opt['root_path'], 'experiments', opt['name'], 'models')})")
     opt["path"]["pretrain_network"] = checkpoint
     log.info(f"Scoring `{opt['name']}` with the weights of {checkpoint}")
-    return build_iaa_model(opt)
+    model = build_iaa_model(opt)
+    attach_retriever(opt, model)
+    return model
 
 
 def write_predictions(path: str, result: Evaluation) -> None:

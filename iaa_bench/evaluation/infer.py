@@ -10,7 +10,9 @@ Images are preprocessed by the option file's test dataset's own transform and co
 tokenised with its text settings, as in training. `--comments` is, for one image, the
 text itself or a file with one comment per line; for a folder, a folder of
 `<image stem>.txt` files (one comment per line; an image without one has no comments).
-Without comments MMLQ uses its learned "no comment" token; image-only models ignore text.
+Without comments MMLQ uses its learned "no comment" token, or, when the run retrieves comments
+(`network.missing_text: retrieve`: the run has a retrieval index), the comments of its nearest
+training images, and prints which ones lent them; image-only models ignore text.
 A `--comments` value without spaces that contains a path separator or ends in `.txt`
 is a path and must exist. Comment files are read as UTF-8 with undecodable bytes
 replaced, as prepare_ava reads AVA-Comments, so the model sees the same text as in training.
@@ -192,7 +194,7 @@ def comments_for(image: str, comments_arg, folder_mode: bool) -> list:
 
 def predict_image(model, prep: Preprocessor, image: str, comments: list) -> tuple[float, list | None]:
     """(mean score, 10-bin distribution or None for a scalar model) of one image."""
-    batch = {"img": prep.image(image)[None]}
+    batch = {"img": prep.image(image)[None], "img_path": [image]}  # the path: no retrieval of its own file
     if model.uses_text:
         batch.update(prep.text(comments))
     model.feed_data(batch)
@@ -225,8 +227,9 @@ def infer(argv=None) -> list:
 
     results = []
     for image in images:
+        comments = comments_for(image, args.comments, folder_mode)
         try:
-            mos, dist = predict_image(model, prep, image, comments_for(image, args.comments, folder_mode))
+            mos, dist = predict_image(model, prep, image, comments)
         except (OSError, Image.DecompressionBombError) as err:  # undecodable, truncated, unreadable
             if not folder_mode:
                 raise BadImageError(f"{image}: cannot read the image: {err}") from err
@@ -235,6 +238,9 @@ def infer(argv=None) -> list:
         results.append((image, mos, dist))
         shown = "–" if dist is None else "[" + " ".join(f"{p:.3f}" for p in dist) + "]"
         print(f"{image}\tmean {mos:.3f}\tdistribution {shown}", flush=True)
+        if model.retriever is not None and not comments:
+            print(f"  no comments: read the comments of training images "
+                  f"{', '.join(model.retriever.last_lenders[0])} (retrieved)", flush=True)
 
     if not results:
         raise BadImageError(f"none of the {len(images)} images in {args.img} could be read")

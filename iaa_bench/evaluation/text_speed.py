@@ -60,8 +60,8 @@ def main(argv=None) -> int:
             for _ in range(args.batches):
                 encoders[length].encode_chunks(batch["text_ids"], batch["text_mask"])
             best[length] = min(best[length], (time.perf_counter() - start) / (args.batches * args.batch))
-    print(f"{args.encoder}, {args.tokens} tokens per comment set, batch {args.batch}, {torch.get_num_threads()} threads, "
-          f"best of {args.rounds} rounds")
+    print(f"{args.encoder}, {args.tokens} tokens per comment set, batch {args.batch}, "
+          f"{torch.get_num_threads()} threads, best of {args.rounds} rounds")
     print("| layout | tokens read | ms per comment set |\n|---|---:|---:|")
     for length, batch in layouts.items():
         read = int(batch["text_mask"].sum()) // args.batch

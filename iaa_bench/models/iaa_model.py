@@ -103,6 +103,7 @@ class IAAModel(BaseModel):
         net = build_net(opt["network"])
         self.uses_text = contract.uses_text(net)
         self.returns_dist = contract.outputs_dist(net)
+        self.retriever = None  # lends training images' comments (iaa_bench.data.retrieval.attach_retriever)
         self._load_pretrained(net)
         self.net = self._to_device(net)
         if self.is_train and (opt.get("train") or {}).get("compile"):
@@ -215,6 +216,8 @@ class IAAModel(BaseModel):
                 raise OptionError(f"network {type(ckpt.bare(net)).__name__} reads comments but the batch has no "
                                   "text_ids: its dataset was built without `text:` settings; it would train and score "
                                   "on images alone")
+        if self.retriever is not None:
+            kwargs.update(self.retriever.inputs(ckpt.bare(net), b, self.img_paths))
         img = b.get("img")
         with self._autocast():
             if self.returns_dist:

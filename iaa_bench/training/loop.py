@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from iaa_bench.config.options import parse_options
 from iaa_bench.data.loaders import create_dataloaders
+from iaa_bench.data.retrieval import attach_retriever
 from iaa_bench.evaluation.evaluate import evaluate_best_on_test
 from iaa_bench.models import checkpoint as ckpt
 from iaa_bench.models.iaa_model import build_iaa_model
@@ -114,10 +115,12 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
     total_iters = int(train_opt["total_iter"])
 
     model = build_iaa_model(opt)
+    train_split = train_loader.dataset  # the feature cache swaps the loader's dataset
     if (opt.get("feature_cache") or {}).get("enabled"):
         from iaa_bench.data.feature_cache import apply_feature_cache
 
         train_loader, val_loaders = apply_feature_cache(opt, model, train_loader, val_loaders)
+    attach_retriever(opt, model, train_split)
     start_iter = 0
     if resume_state is not None:
         model.resume_training(resume_state)
