@@ -9,7 +9,7 @@ from test_infer import tiny_mmlq_options
 
 from iaa_bench.data import demo as make_demo_data
 from iaa_bench.data.feature_cache import open_cache
-from iaa_bench.data.retrieval import Retriever, pooled
+from iaa_bench.data.retrieval import Retriever
 from iaa_bench.evaluation.infer import infer
 from iaa_bench.training.loop import train_pipeline
 
@@ -43,8 +43,7 @@ def test_index_holds_the_training_split_only(run):
 def test_never_itself_nor_a_duplicate_only_images_with_comments(run, tmp_path):
     tmp, data, index = run
     retriever = Retriever(index, k=3, max_tokens=32)
-    image = open_cache(index["cache_folder"]).image
-    query = pooled(torch.from_numpy(np.asarray(image[:, 0], np.float32)))
+    query = index["pooled"].float()  # each training image's own pooled features
     paths = [str(data / "raw" / "images" / name) for name in index["names"]]
     rows = retriever.neighbours(query, paths)
     assert not (rows == torch.arange(len(paths))[:, None]).any()

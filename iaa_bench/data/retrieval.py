@@ -45,13 +45,13 @@ def pooled(image_feats: torch.Tensor) -> torch.Tensor:
 def build_index(net, dataset, cache_opt: dict, device, empty_text_tokens: int, rank: int = 0,
                 world_size: int = 1) -> dict:
     """The retrieval index of a training split, from its feature cache (built first if absent; every rank calls)."""
-    files = build_cache(net, dataset, cache_opt, device, rank, world_size, show_progress=False)
-    feats = [pooled(torch.from_numpy(np.asarray(files.image[i:i + 256, 0], np.float32)))
-             for i in range(0, files.n, 256)]
+    caches = build_cache(net, dataset, cache_opt, device, rank, world_size, show_progress=False)
+    image, text = caches["image"], caches["text"]
+    feats = [pooled(torch.from_numpy(np.asarray(image.image[i:i + 256, 0], np.float32))) for i in range(0, image.n, 256)]
     paths = [dataset.image_path(i) for i in range(len(dataset))]
     return {"pooled": torch.cat(feats).half(), "sha256": [content_hash(p) for p in paths],
-            "names": [osp.basename(p) for p in paths], "cache_folder": osp.abspath(files.folder),
-            "has_comments": torch.from_numpy(files.text_lengths > empty_text_tokens)}
+            "names": [osp.basename(p) for p in paths], "cache_folder": osp.abspath(text.folder),
+            "has_comments": torch.from_numpy(text.text_lengths > empty_text_tokens)}
 
 
 class Retriever:
