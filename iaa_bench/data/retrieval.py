@@ -13,7 +13,7 @@ No leakage: candidates are training images only, with comments; an image never r
 file with its own content hash (itself, or a duplicate under another id).
 
 The index (pooled training features, content hashes, names, and the training split's
-feature-cache folder whose text features are lent) is built from the feature cache when
+text-cache folder whose features are lent) is built from the feature caches when
 training starts and saved as `experiments/<name>/retrieval_index.pt`, so test.py, the
 benchmark and infer.py retrieve from the same training images without reading the dataset.
 """
