@@ -123,7 +123,8 @@ def test_precomputed_features_match_running_the_encoders():
 
 
 def test_chunked_text_joins_each_chunks_real_tokens():
-    net = tiny_mmlq(text_encoder={**TINY_TEXT, "max_length": 8, "max_chunks": 3, "max_tokens": 20}).eval()
+    chunked = {**TINY_MMLQ["text_encoder"], "max_length": 8, "max_chunks": 3, "max_tokens": 20}
+    net = tiny_mmlq(text_encoder=chunked).eval()
     _, ids, _ = batch(size=2, length=24)
     ids, mask = ids.view(2, 3, 8), torch.zeros(2, 3, 8, dtype=torch.long)
     mask[0, 0, :5] = mask[0, 1, :8] = 1  # sample 0: chunks of 5 and 8 tokens, third chunk empty
@@ -137,7 +138,7 @@ def test_chunked_text_joins_each_chunks_real_tokens():
                        + [encoder(ids[1, 2:3, :6], mask[1, 2:3, :6])[0]])
     assert torch.allclose(feats[1], second[:20], atol=1e-5)
     with pytest.raises(ValueError, match="max_tokens"):
-        tiny_mmlq(text_encoder={**TINY_TEXT, "max_length": 8, "max_chunks": 2, "max_tokens": 17})
+        tiny_mmlq(text_encoder={**TINY_MMLQ["text_encoder"], "max_length": 8, "max_chunks": 2, "max_tokens": 17})
 
 
 @pytest.mark.parametrize("self_attn,ffn", [("separate", "separate"), ("joint", "separate"), ("separate", "shared"),
