@@ -1,17 +1,17 @@
 """Baselines beside MMLQ: hashed n-grams of whole comment sets, and pooled heads on MMLQ's own cached encoders."""
 import torch
 import yaml
-from conftest import run_script
+from conftest import TINY_MMLQ, run_script
 from iaa_bench.archs.bag_of_ngrams_arch import BagOfNgrams
 from iaa_bench.archs.mmlq_arch import MMLQ
 from iaa_bench.archs.pooled_mlp_arch import PooledFeatureMLP
-from test_feature_cache import NETWORK, cached, dataset, demo, loader_of  # noqa: F401  (demo: module fixture)
+from test_feature_cache import cached, dataset, loader_of
 
 from iaa_bench.data import feature_cache as fc
 from iaa_bench.data.loaders import collate_skipping_bad_images, dataset_options
 from iaa_bench.data.ngrams import HashedNgrams
 
-ENCODERS = {k: NETWORK[k] for k in ("image_encoder", "text_encoder")}
+ENCODERS = {k: TINY_MMLQ[k] for k in ("image_encoder", "text_encoder")}
 
 
 def test_hashed_ngrams_cover_the_whole_text_stably():
@@ -45,28 +45,28 @@ def test_bag_of_ngrams_ignores_padding_and_gives_the_prior_without_comments():
     assert torch.allclose(empty, no_text[:1])
 
 
-def test_dataset_hashes_the_whole_comment_set(demo):  # noqa: F811
+def test_dataset_hashes_the_whole_comment_set(demo_data):
     opt = dataset_options({"network": {"type": "BagOfNgrams", "text_encoder": {"name": "hashed-ngrams", "buckets": 64}}},
                           {"type": "AVACommentsDataset"})
     assert opt["text"] == {"tokenizer": "hashed-ngrams", "max_length": None, "buckets": 64, "ngram": 2}
-    ds = dataset(demo)
+    ds = dataset(demo_data)
     ds.text_opt, ds.tokenizer = {**ds.text_opt, **opt["text"]}, HashedNgrams(64)
     index = max(range(len(ds)), key=lambda i: len(" ".join(ds.comments(i))))
     sample = ds.tokens(index)
     assert sample["text_ids"].tolist() == HashedNgrams(64).ids(" ".join(ds.comments(index)))
 
 
-def test_pooled_baselines_share_mmlq_caches_and_match_uncached(demo, tmp_path):  # noqa: F811
+def test_pooled_baselines_share_mmlq_caches_and_match_uncached(demo_data, tmp_path):
     def seeded(build):  # the tiny encoders are random-init: the same seed makes them the same encoders
         torch.manual_seed(0)
         return build().eval()
 
-    mmlq = seeded(lambda: MMLQ(**NETWORK))
+    mmlq = seeded(lambda: MMLQ(**TINY_MMLQ))
     late = seeded(lambda: PooledFeatureMLP(**ENCODERS, modality="both", hidden=[16], dropout=[0.0]))
-    image_only = seeded(lambda: PooledFeatureMLP(image_encoder=NETWORK["image_encoder"], hidden=[16, 8],
+    image_only = seeded(lambda: PooledFeatureMLP(image_encoder=TINY_MMLQ["image_encoder"], hidden=[16, 8],
                                                  dropout=[0.1, 0.0]))
     assert not image_only.uses_text and late.uses_text
-    ds = dataset(demo)
+    ds = dataset(demo_data)
     for kind in ("image", "text"):
         assert fc.cache_folder("c", fc.describe(late, ds, "float16", (kind,))) == \
             fc.cache_folder("c", fc.describe(mmlq, ds, "float16", (kind,)))
@@ -85,8 +85,8 @@ def test_pooled_baselines_share_mmlq_caches_and_match_uncached(demo, tmp_path): 
     assert len(mmlq_loader.dataset) == len(ds)
 
 
-def test_bag_of_ngrams_trains_with_train_py(demo, tmp_path):  # noqa: F811
-    data = {"type": "AVACommentsDataset", "dataroot": str(demo), "augment": {"resize": [32, 32]}, "img_range": 1}
+def test_bag_of_ngrams_trains_with_train_py(demo_data, tmp_path):
+    data = {"type": "AVACommentsDataset", "dataroot": str(demo_data), "augment": {"resize": [32, 32]}, "img_range": 1}
     opt = {"name": "bow", "model_type": "IAAModel", "num_gpu": 0, "manual_seed": 1,
            "datasets": {"train": {**data, "name": "t", "split": "train", "batch_size_per_gpu": 4},
                         "val": {**data, "name": "v", "split": "val", "batch_size_per_gpu": 8}},
