@@ -281,8 +281,11 @@ class FrozenTextEncoder(FrozenEncoder):
                 "config": self.config_overrides, "out_dim": self.out_dim, "max_length": self.max_length}
 
 
-def frozen_encoders(net: nn.Module) -> dict:
-    """Outermost frozen-encoder submodules of `net`, by state-dict prefix."""
+def frozen_submodules(net: nn.Module) -> dict:
+    """Outermost frozen-encoder submodules of `net`, by state-dict prefix (what checkpoints leave out).
+
+    Not the arch contract's `frozen_encoders()` ({'image' | 'text': encoder}, what the feature cache stores).
+    """
     found = {}
     for prefix, module in net.named_modules():
         if getattr(module, "is_frozen_encoder", False) and not any(prefix.startswith(p + ".") for p in found):
@@ -296,13 +299,13 @@ def _is_frozen_key(key: str, prefixes) -> bool:
 
 def trainable_state_dict(net: nn.Module) -> dict:
     """`net.state_dict()` without the entries of frozen encoders (they are stored as identities)."""
-    prefixes = list(frozen_encoders(net))
+    prefixes = list(frozen_submodules(net))
     return {k: v for k, v in net.state_dict().items() if not _is_frozen_key(k, prefixes)}
 
 
 def frozen_identity(net: nn.Module) -> dict:
     """{prefix: identity()} of every frozen encoder in `net`, JSON-able."""
-    return {prefix: module.identity() for prefix, module in frozen_encoders(net).items()}
+    return {prefix: module.identity() for prefix, module in frozen_submodules(net).items()}
 
 
 def load_trainable_state_dict(net: nn.Module, state: dict, identity: dict, strict: bool = True):

@@ -3,10 +3,9 @@ import json
 import math
 from os import path as osp
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from iaa_bench.archs.frozen_encoders import frozen_encoders
+from iaa_bench.archs.frozen_encoders import frozen_submodules
 from iaa_bench.models.checkpoint import bare
 
 
@@ -25,7 +24,7 @@ def trainable_macs_per_sample(model, loader, samples: int = 4) -> float:
         model.test()
     counts = counter.get_flop_counts()
     net = bare(model.net)
-    frozen = sum(sum(counts.get(f"{type(net).__name__}.{prefix}", {}).values()) for prefix in frozen_encoders(net))
+    frozen = sum(sum(counts.get(f"{type(net).__name__}.{prefix}", {}).values()) for prefix in frozen_submodules(net))
     return (sum(counts.get("Global", {}).values()) - frozen) / 2 / n
 
 

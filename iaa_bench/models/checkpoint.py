@@ -89,7 +89,7 @@ def load_full_state_dict(net: torch.nn.Module, params: dict, strict: bool) -> No
     Frozen-encoder weights it holds are loaded; ones it lacks keep the encoder's own source.
     Nothing says which encoders it was trained on, so that is warned about, not checked.
     """
-    from iaa_bench.archs.frozen_encoders import frozen_encoders, trainable_state_dict
+    from iaa_bench.archs.frozen_encoders import frozen_submodules, trainable_state_dict
 
     own = net.state_dict()
     problems = [f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}"
@@ -100,7 +100,7 @@ def load_full_state_dict(net: torch.nn.Module, params: dict, strict: bool) -> No
     if problems:
         raise CheckpointError("checkpoint does not fit the network: " + "; ".join(problems[:10])
                               + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
-    frozen = list(frozen_encoders(net))
+    frozen = list(frozen_submodules(net))
     if frozen:
         log.warning(f"Checkpoint without frozen_identity (pyiqa format): frozen encoders {frozen} checked by shape "
                     "only; which weights they were trained on is unknown")
