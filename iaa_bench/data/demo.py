@@ -6,12 +6,15 @@ generic_test.jpgl, images/<id>.jpg) and prepares them with `prepare_ava` into OU
 Each image is a random crop of a real photo bundled with scikit-image / scikit-learn,
 edited with controlled defects (blur, noise, under/over-exposure, desaturation, low
 contrast, tilt). Its latent quality combines the defect severities (visible in the
-pixels) with a hidden "subject appeal" (not in the pixels) plus noise, and a vote
-histogram (100-300 votes) is drawn around it. Comments are generated from the same
+pixels) with a "subject appeal" plus noise, and a vote histogram (100-300 votes) is drawn
+around it. The appeal belongs to the photographed subject, as on a photo site: half its
+variance is the source photo's (shared by every crop of it, so only indirectly visible),
+half is the image's own (not in the pixels). Comments are generated from the same
 latents: sentiment about the subject's appeal, criticism of the defects actually applied,
 praise of what is fine, rare noisy score hints, plus generic and misleading remarks;
 ~10% of images have none. So images carry the visual defects, comments carry the appeal
-and explicit sentiment: text helps but does not give the score away.
+and explicit sentiment: text helps but does not give the score away, and comments of
+similar-looking images say something about an image's appeal.
 
 Two images are listed but missing and one JPEG is truncated (when n >= 20), so the
 report shows the exclusions. Deterministic for a seed: fixed JPEG settings, no
@@ -30,6 +33,9 @@ DEFECTS = ("blur", "noise", "dark", "bright", "desaturated", "flat", "tilt")
 DEFECT_PROBABILITY = 0.3
 JPEG_QUALITY = 90
 NO_COMMENT_SHARE = 0.1
+# Subject appeal = the source photo's appeal + this image's own (framing, moment); equal variances,
+# total 1. Crops of one photo share their subject, so similar-looking images share part of their appeal.
+SUBJECT_APPEAL_SD = IMAGE_APPEAL_SD = 0.5 ** 0.5
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
                   "immunohistochemistry", "retina", "moon", "clock", "brick", "grass", "gravel", "cell")
 
@@ -177,6 +183,8 @@ def write_raw(raw: Path, n: int, size: int, seed: int):
     images.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     photos = load_photos()
+    # appeal belongs to the photographed subject: shared by every crop of a source photo
+    photo_appeal = np.random.default_rng([seed, 0]).normal(0, SUBJECT_APPEAL_SD, len(photos))
     ids = (rng.choice(900_000, size=n, replace=False) + 100_000).tolist()
     test_ids = set(rng.choice(ids, size=round(0.2 * n), replace=False).tolist())
     rest = [i for i in ids if i not in test_ids]
@@ -185,7 +193,8 @@ def write_raw(raw: Path, n: int, size: int, seed: int):
     for k, image_id in enumerate(ids, 1):
         item_rng = np.random.default_rng([seed, k])
         photo_index = int(item_rng.integers(len(photos)))
-        appeal, defects = float(item_rng.normal()), draw_defects(item_rng)
+        appeal = float(photo_appeal[photo_index] + item_rng.normal(0, IMAGE_APPEAL_SD))
+        defects = draw_defects(item_rng)
         mean = latent_quality(appeal, defects, item_rng)
         votes = vote_histogram(mean, item_rng)
         label_lines.append(f"{k} {image_id} {' '.join(map(str, votes))} {photo_index + 1} 0 {1000 + photo_index}\n")
