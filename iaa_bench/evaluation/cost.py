@@ -20,8 +20,12 @@ def trainable_macs_per_sample(model, loader, samples: int = 4) -> float:
     batch = next(iter(loader))
     n = min(samples, len(batch["mos_label"]))
     model.feed_data({k: v[:n] for k, v in batch.items()})
+    # model.test()'s forward, but with grad enabled: torch's ModuleTracker (inside FlopCounterMode)
+    # asserts on views of parameters taken under no_grad, e.g. MMLQ's expanded learnable queries
+    model.net.eval()
     with FlopCounterMode(display=False) as counter:
-        model.test()
+        model.net_forward(model.net)
+    model.net.train(model.is_train)
     counts = counter.get_flop_counts()
     net = bare(model.net)
     frozen = sum(sum(counts.get(f"{type(net).__name__}.{prefix}", {}).values()) for prefix in frozen_submodules(net))
