@@ -121,3 +121,31 @@ def test_a_bomb_in_a_dataset_follows_bad_image(prepared):
     with pytest.raises(BadImageError, match=r"3.jpg.*above the limit of 178,956,970"):
         _dataset(prepared)[2]
     assert _dataset(prepared, bad_image="skip")[2] == {"skipped_image": str(prepared.parent / "images" / "3.jpg")}
+
+
+def test_pyiqa_ava_dataset_reads_images_with_the_shared_loader(tmp_path):
+    """`type: AVADataset` (pyiqa's own dataset, as train.py builds it): 16-bit grey kept, EXIF applied, alpha on white."""
+    from iaa_bench.utils.pyiqa_adapter import build_dataset, pyiqa_ava_module
+
+    images = tmp_path / "images"
+    images.mkdir()
+    grey16(images / "1.png")
+    sideways_jpeg(images / "2.jpg")
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # one opaque red pixel, the rest transparent black
+    Image.fromarray(rgba, "RGBA").save(images / "3.png")
+    votes = "0,0,1,2,3,4,3,2,1,0"
+    rows = [f"{name},5.0,{votes},0,0,2" for name in ("1.png", "2.jpg", "3.png")]
+    header = "img_name,MOS," + ",".join(f"c{i}" for i in range(1, 11)) + ",semantic_tag1,semantic_tag2,official_split"
+    (tmp_path / "meta.csv").write_text("\n".join([header, *rows]) + "\n")
+    opt = {"name": "ava", "type": "AVADataset", "phase": "test", "dataroot_target": str(images),
+           "meta_info_file": str(tmp_path / "meta.csv"), "split_index": "official_split", "augment": {}}
+    ds = build_dataset(opt)
+    assert type(ds).__mro__[1] is pyiqa_ava_module().AVADataset  # pyiqa's class, only its image read replaced
+    grey, upright, alpha = ds[0], ds[1], ds[2]
+    assert torch.allclose(grey["img"], torch.tensor(78 / 255))  # pyiqa's `convert("RGB")`: 1.0, white
+    assert upright["img"].shape == (3, 8, 4) and upright["org_size"].tolist() == [8, 4]
+    assert alpha["img"][:, 0, 0].tolist() == [1, 0, 0] and torch.all(alpha["img"].reshape(3, -1)[:, 1:] == 1)
+    assert grey["mos_label"].item() == pytest.approx(0.5)  # pyiqa's own labels (MOS / 10) are kept
+    assert build_dataset({**opt, "exif_transpose": False})[1]["img"].shape == (3, 4, 8)  # pyiqa's preprocessing
+    assert pyiqa_ava_module().Image is Image  # pyiqa's module is left as it was

@@ -4,11 +4,13 @@ Everything else in iaa_bench imports pyiqa through the names below, so a pyiqa u
 (tested: 0.1.16) is a one-file change. Where pyiqa is wrong (see README "pyiqa defects
 fixed"), the fix lives in iaa_bench's own engine/model, built on these names.
 """
+import contextlib
+
 from pyiqa import list_models as pyiqa_metric_names
 from pyiqa.api_helpers import create_metric
 from pyiqa.archs import build_network
 from pyiqa.archs.arch_util import dist_to_mos
-from pyiqa.data import build_dataset
+from pyiqa.data import build_dataset as pyiqa_build_dataset
 from pyiqa.data.base_iqa_dataset import BaseIQADataset
 from pyiqa.data.transforms import transform_mapping
 from pyiqa.default_model_configs import DEFAULT_CONFIGS
@@ -36,9 +38,50 @@ __all__ = [
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "create_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_cmd_main", "pyiqa_emd_loss", "pyiqa_metric_names", "transform_mapping", "LOGGER_NAME",
-    "PYIQA_TESTED_VERSION", "is_registered", "registered_names", "register_metric_config", "scheduler_class",
+    "PYIQA_TESTED_VERSION", "is_registered", "pyiqa_ava_module", "pyiqa_ava_images_read_by", "registered_names", "register_metric_config", "scheduler_class",
     "scheduler_names",
 ]
+
+def pyiqa_ava_module():
+    """pyiqa's `pyiqa.data.ava_dataset`, imported on first use: importing it sets PIL's
+    LOAD_TRUNCATED_IMAGES process-wide, which `import iaa_bench` must not do."""
+    import importlib
+
+    return importlib.import_module("pyiqa.data.ava_dataset")
+
+
+@contextlib.contextmanager
+def pyiqa_ava_images_read_by(loader):
+    """Within the block, pyiqa's `AVADataset.__getitem__` opens its image with `loader(path)` (an RGB PIL image).
+
+    pyiqa reads `Image.open(path).convert('RGB')`, its module's only use of PIL's `Image`;
+    that name is swapped for the block and restored after (DataLoader workers are processes:
+    one block at a time per process).
+    """
+    from types import SimpleNamespace
+
+    module = pyiqa_ava_module()
+    pil_image = module.Image
+    module.Image = SimpleNamespace(open=loader)  # `.convert('RGB')` of the loader's RGB image is a copy
+    try:
+        yield
+    finally:
+        module.Image = pil_image
+
+
+def build_dataset(dataset_opt: dict):
+    """pyiqa's `build_dataset`, except that `type: AVADataset` builds iaa_bench's subclass of pyiqa's
+    AVADataset, whose images go through iaa_bench's one loader (`iaa_bench/data/pyiqa_ava.py`)."""
+    if dataset_opt.get("type") != "AVADataset":
+        return pyiqa_build_dataset(dataset_opt)
+    import copy
+
+    from iaa_bench.data.pyiqa_ava import AVADataset
+
+    dataset = AVADataset(copy.deepcopy(dataset_opt))
+    get_root_logger().info(f"Dataset [AVADataset, images read by iaa_bench's loader] - {dataset_opt['name']} is built.")
+    return dataset
+
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
 # fails it imports every module of the package (seconds, and a wrong name still fails).
