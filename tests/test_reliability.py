@@ -410,3 +410,15 @@ def test_unreadable_val_and_test_images_are_logged_listed_and_counted(tmp_path, 
     log_text = next((tmp_path / "experiments/tiny").glob("train_*.log")).read_text()
     assert "unreadable image(s) left out of the metrics: " + str(victims[0]) in log_text
     assert "(on 2 images, 1 unreadable left out)" in log_text
+
+
+def test_text_only_networks_skip_the_same_unreadable_images_cached_or_not(tmp_path, demo):
+    """A text-only network reads no image, yet it must leave out what image networks leave out."""
+    data, victim = _copy_with_a_truncated_training_image(demo, tmp_path)
+    for cache in (True, False):
+        opt = mmlq_options(data, name=f"text_{cache}", total_iter=7, cache=cache, modality="text")
+        opt["datasets"]["train"]["bad_image"] = "skip"
+        opt["val"]["val_freq"] = 100
+        train_pipeline(["-opt", str(write_options(tmp_path / f"{cache}.yml", opt)), "--root", str(tmp_path)])
+        skipped = tmp_path / f"experiments/text_{cache}/skipped_images.txt"
+        assert skipped.is_file() and skipped.read_text().splitlines() == [str(victim)], cache

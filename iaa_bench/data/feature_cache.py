@@ -13,7 +13,8 @@ dtype: float16|float32, batch_size (build; default the loader's), flush_seconds:
 One cache is a folder `<dir>/<split>-<image|text>-<key>` per frozen encoder; the key hashes
 everything that determines its content (the encoder's identity; deterministic
 preprocessing, image-loading options, views and each image file's path, size and
-mtime_ns, or tokenizer and max_length and the comments file's content; the split's rows
+mtime_ns, or tokenizer and max_length, the comments file's content and the image files and
+image-loading options (whose readability it records); the split's rows
 -- names and vote counts --; storage dtype), so any change builds a new folder, and every
 network with the same encoder on the same data reads the same folder (MMLQ, its ablations
 and the pooled baselines share one image and one text cache, whatever else differs). Its
@@ -26,7 +27,8 @@ written. Files:
     text_lengths.npy  tokens per sample (offsets are its cumulative sum)
     done.bin    one byte per sample: 1 once its features are flushed (so an interrupted
                 build resumes where it stopped), 2 when its image was unreadable and
-                `bad_image: skip` left it out (the cached loader skips it the same way)
+                `bad_image: skip` left it out (the cached loader skips it the same way;
+                a text cache reads each image too, so text-only networks skip the same images)
 Under DDP each rank fills its own shard (indices rank::world) and rank 0 finalises after
 a barrier; ranks must share one file system view (one node).
 
@@ -176,7 +178,9 @@ def describe(net, dataset, store_dtype: str, kinds=None) -> dict:
             raise FeatureCacheError(f"feature_cache: dataset {data['split']} loads no text for the network's text encoder")
         if data["phase"] == "train" and text["comment_fraction"] < 1:
             raise FeatureCacheError(f"datasets.train.text.comment_fraction{COMMENT_SUBSET}")
-        desc["text"] = {"encoder": encoders["text"].identity(), **text}
+        # the image files count too: their readability marks samples left out (`bad_image: skip`)
+        desc["text"] = {"encoder": encoders["text"].identity(), **text, "image_files_sha256": data["image_files_sha256"],
+                        "image_loading": data["image_loading"]}
     return desc
 
 
@@ -301,7 +305,11 @@ UNREADABLE = 2  # done.bin value of a sample whose image could not be read (`bad
 
 
 class _EncoderInputs(Dataset):
-    """What the encoders need of a sample (its deterministic image view + tokens, or only its tokens), and its index."""
+    """What the encoders need of a sample (its deterministic image view and tokens), and its index.
+
+    The image is loaded for a text cache too (and dropped): an unreadable one is then marked,
+    so a text-only network skips the images an image network skips (`bad_image`).
+    """
 
     def __init__(self, dataset, indices, with_image: bool):
         self.dataset, self.indices, self.with_image = dataset, indices, with_image
@@ -311,7 +319,9 @@ class _EncoderInputs(Dataset):
 
     def __getitem__(self, i):
         index = self.indices[i]
-        sample = self.dataset[index] if self.with_image else self.dataset.tokens(index)
+        sample = self.dataset[index]
+        if not self.with_image:
+            sample.pop("img", None)
         return {**sample, "index": index}
 
 
@@ -492,8 +502,9 @@ class CachedFeatureDataset(Dataset):
     Batches: `image_feats` (B, tokens, dim) and/or `text_feats` (B, L, dim) + `text_mask` (B, L)
     padded to the batch's longest text, float32 (converted once per batch), `mos_dist`,
     `mos_label`, `img_path`. With two image views a per-sample coin (seed, epoch) picks one.
-    Samples whose image was unreadable when the image cache was built (`bad_image: skip`) are
-    left out of their batch and named under `skipped_images`, as the uncached loader does.
+    Samples whose image was unreadable when a cache was built (`bad_image: skip`; the image and
+    the text build both read it) are left out of their batch and named under `skipped_images`,
+    as the uncached loader does.
     """
 
     def __init__(self, dataset, files: dict, seed: int):
@@ -504,8 +515,8 @@ class CachedFeatureDataset(Dataset):
         self.mos_label = torch.stack([s["mos_label"] for s in labels])
         self.img_paths = [s["img_path"] for s in labels]
         self.unreadable = np.zeros(len(labels), bool)
-        if "image" in files:
-            self.unreadable = np.fromfile(osp.join(files["image"].folder, "done.bin"), np.uint8) == UNREADABLE
+        for cache in files.values():
+            self.unreadable |= np.fromfile(osp.join(cache.folder, "done.bin"), np.uint8) == UNREADABLE
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
