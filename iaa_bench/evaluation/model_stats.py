@@ -6,11 +6,11 @@ The network of the option file is built (`--random-init`: with random-init encod
 `pretrained=False` and a BERT config give them, built on PyTorch's meta device so they hold
 shapes but no memory, and never run) and its trainable part runs once on random encoder
 features of one sample (image tokens x width, `L` text tokens all attended), as the
-frozen-feature cache feeds it. MACs are counted with forward hooks in two conventions:
-- `gmacs`, as thop counts (`thop/profile.py`, `thop/vision/basic_hooks.py`): each nn.Linear
-  in_features x out_features per token, each affine nn.LayerNorm 4 per element; activations,
-  softmax and attention matmuls count nothing. The third-party 6.19 G of the authors' code is
-  a thop figure, so it compares with this one;
+frozen-feature cache feeds it. MACs are counted by iaa_bench's one counter
+(`iaa_bench.evaluation.cost.MacCounter`, which also fills the leaderboard's cost column):
+- `gmacs`, in thop's convention (nn.Linear in x out per token, affine LayerNorm 4 per element;
+  activations and softmax nothing). The third-party 6.19 G of the authors' code is a thop
+  figure, so it compares with this one;
 - `gmacs_attn`, the attention matmuls thop leaves out: QK^T and AV, Lq x Lk x dim each
   (dense: masked keys included).
 Ends with one line `STATS trainable=<int> frozen=<int> gmacs=<float> gmacs_attn=<float> tokens=<int>`.
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from iaa_bench.config.options import load_yaml
+from iaa_bench.evaluation.cost import MacCounter
 from iaa_bench.models import contract
 from iaa_bench.models.iaa_model import build_net
 from iaa_bench.utils.errors import OptionError, WeightsUnavailableError
@@ -72,49 +73,6 @@ def build_random_init(network_opt: dict) -> nn.Module:
         return _build_shapes_only(opt)
 
 
-def _thop_macs(module: nn.Module, inputs, output) -> int:
-    if isinstance(module, nn.Linear):
-        return module.in_features * output.numel()
-    if isinstance(module, nn.LayerNorm):
-        return inputs[0].numel() * (4 if module.elementwise_affine else 2)
-    return 0
-
-
-def _attention_macs(module: nn.Module, args, kwargs) -> int:
-    """QK^T and AV of an MMLQ MultiHeadAttention call: 2 x B x Lq x Lk x dim."""
-    x = args[0]
-    context = args[1] if len(args) > 1 and args[1] is not None else kwargs.get("context")
-    keys = x.shape[1] if context is None else context.shape[1]
-    return 2 * x.shape[0] * x.shape[1] * keys * module.q.out_features
-
-
-def count_macs(net: nn.Module, *inputs, **kw_inputs) -> tuple[int, int]:
-    """(thop-convention MACs, attention-matmul MACs) of one `net(*inputs, **kw_inputs)` call."""
-    from iaa_bench.archs.mmlq_arch import MultiHeadAttention
-
-    totals = {"thop": 0, "attn": 0}
-
-    def thop_hook(module, inputs_, output):
-        totals["thop"] += _thop_macs(module, inputs_, output)
-
-    def attn_hook(module, args, kwargs):
-        totals["attn"] += _attention_macs(module, args, kwargs)
-
-    handles = []
-    for module in net.modules():
-        if isinstance(module, (nn.Linear, nn.LayerNorm)):
-            handles.append(module.register_forward_hook(thop_hook))
-        elif isinstance(module, MultiHeadAttention):
-            handles.append(module.register_forward_pre_hook(attn_hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            net(*inputs, **kw_inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return totals["thop"], totals["attn"]
-
-
 def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = None) -> dict:
     """Parameter counts and per-sample MACs of the trainable part on random cached features.
 
@@ -134,11 +92,12 @@ def network_stats(net: nn.Module, text_tokens: int = None, image_tokens: int = N
         text_tokens = text_tokens or text.max_tokens
         inputs["text_feats"] = torch.randn(1, text_tokens, text.out_dim)
         inputs["text_mask"] = torch.ones(1, text_tokens, dtype=torch.long)
-    macs, attn = count_macs(net, **inputs)
+    with torch.no_grad(), MacCounter(net) as macs:
+        net(**inputs)
     params = list(net.parameters())
     return {"trainable": sum(p.numel() for p in params if p.requires_grad),
             "frozen": sum(p.numel() for p in params if not p.requires_grad),
-            "gmacs": macs / 1e9, "gmacs_attn": attn / 1e9, "tokens": text_tokens or 0}
+            "gmacs": macs.thop / 1e9, "gmacs_attn": macs.attention / 1e9, "tokens": text_tokens or 0}
 
 
 def stats_line(stats: dict) -> str:
