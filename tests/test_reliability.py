@@ -1,6 +1,7 @@
 """Fault injection: every row of the README's reliability table has a test here."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO, run_script, tiny_options, write_options, write_tiny_ava
+from conftest import ASSETS, REPO, run_script, tiny_options, write_options, write_tiny_ava
 
 from iaa_bench.config.schema import validate_options
 from iaa_bench.training.loop import train_pipeline
@@ -89,13 +90,19 @@ def _start_slow_run(tmp_path, opt_file, root, own_group=False):
     return proc, tmp_path / "run.log"
 
 
-def _wait_for_iter(log_path, it, timeout=120):
+def _wait_for_log(log_path, pattern, timeout=120):
+    """The first match of regular expression `pattern` in the log, once it appears."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if f"iter {it:7,d}" in log_path.read_text():
-            return
+        found = re.search(pattern, log_path.read_text())
+        if found:
+            return found
         time.sleep(0.05)
-    raise AssertionError(f"iteration {it} never logged:\n{log_path.read_text()[-2000:]}")
+    raise AssertionError(f"{pattern!r} never logged:\n{log_path.read_text()[-2000:]}")
+
+
+def _wait_for_iter(log_path, it):
+    _wait_for_log(log_path, re.escape(f"iter {it:7,d}"))
 
 
 def test_sigkill_then_auto_resume_equals_uninterrupted_run(tmp_path, data):
@@ -368,6 +375,27 @@ def test_sigint_during_the_cache_build_is_the_clean_stop(tmp_path, demo, monkeyp
     assert stop.value.code == 128 + signal.SIGINT
     log_text = next((tmp_path / "experiments/mmlq").glob("train_*.log")).read_text()
     assert "Feature cache build interrupted (SIGINT): 4 of" in log_text and "run the same command again" in log_text
+
+
+def test_a_real_sigint_during_the_cache_build_stops_cleanly_and_the_next_run_resumes(tmp_path, demo):
+    """Ctrl-C as the kernel delivers it, to a train.py building its image cache (2 s per batch of 4)."""
+    opt = mmlq_options(demo, total_iter=2, type="SlowEncoderMMLQ", encode_delay=2.0)
+    opt["plugins"] = [str(ASSETS / "slow_encoder_arch.py")]
+    opt["feature_cache"]["flush_seconds"] = 0.01  # a progress line after every batch
+    opt_file = write_options(tmp_path / "m.yml", opt)
+    proc, log_path = _start_slow_run(tmp_path, opt_file, tmp_path)
+    _wait_for_log(log_path, r"Feature cache train-image-\w+: \d+ of \d+ samples encoded")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 128 + signal.SIGINT
+    output = log_path.read_text()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    stop = re.search(r"interrupted \(SIGINT\): (\d+) of (\d+) samples of \S+/(train-image-\w+) are kept; run the "
+                     r"same command again to continue", output)
+    assert stop and 0 < int(stop[1]) < int(stop[2]), output[-2000:]
+    train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path), "--force_yml", "network:encode_delay=0"])
+    resumed = next((tmp_path / "experiments/mmlq").glob("train_*.log")).read_text()
+    assert f"Feature cache {stop[3]}: resuming an interrupted build, {stop[1]} of {stop[2]} samples already" in resumed
+    assert json.loads((tmp_path / "feature_cache" / stop[3] / "meta.json").read_text())["complete"]
 
 
 def _copy_with_a_truncated_training_image(demo, tmp_path):

@@ -340,10 +340,17 @@ def deterministic_view(dataset):
 
 def _fill(files: CacheFiles, encoders: dict, dataset, indices, device, batch_size: int, num_workers: int,
           flush_seconds: float, show_progress: bool) -> None:
-    """Encode `indices` not yet done; data is flushed before their done bytes, periodically and on exit."""
+    """Encode `indices` not yet done; data is flushed before their done bytes, periodically and on exit.
+
+    Every flush logs the samples done so far (a progress line for logs without a progress bar).
+    """
     todo = [int(i) for i in indices if not files.done[i]]
     if not todo:
         return
+    name = osp.basename(files.folder)
+    if len(todo) < len(indices):
+        log.info(f"Feature cache {name}: resuming an interrupted build, {len(indices) - len(todo)} of {len(indices)} "
+                 "samples already encoded")
     source = _EncoderInputs(deterministic_view(dataset), todo, with_image="image" in encoders)
     # a private generator: the build must not draw from the global RNG (a reused cache would change the run)
     # workers ignore Ctrl-C (sent to the whole process group): the main process stops cleanly
@@ -360,7 +367,7 @@ def _fill(files: CacheFiles, encoders: dict, dataset, indices, device, batch_siz
         pending.clear()
         unreadable.clear()
 
-    bar = tqdm(total=len(todo), desc=f"feature cache {osp.basename(files.folder)}", unit="img", disable=not show_progress)
+    bar = tqdm(total=len(todo), desc=f"feature cache {name}", unit="img", disable=not show_progress)
     try:
         for batch in loader:
             idx = batch["index"].numpy()
@@ -373,6 +380,7 @@ def _fill(files: CacheFiles, encoders: dict, dataset, indices, device, batch_siz
             if time.monotonic() - last_flush > flush_seconds:
                 commit()
                 last_flush = time.monotonic()
+                log.info(f"Feature cache {name}: {np.count_nonzero(files.done)} of {files.n} samples encoded")
     finally:
         commit()
         bar.close()
