@@ -4,10 +4,12 @@ The synthetic votes mimic AVA (assumed: ~80-300 votes per image around a mean of
 so the ceiling lands near the real-AVA value the README quotes (0.978, not measured here).
 """
 import csv
+import io
 import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -27,6 +29,11 @@ from iaa_bench.utils import atomic
 N_IMAGES = 300
 SCORES = np.arange(1, 11)
 RESULT_FILES = {"leaderboard.csv", "leaderboard.md", "pred_vs_gt.png", "correlation_bars.png"}
+
+
+def result_files(folder) -> set:
+    """RESULT_FILES and pyiqa's table, named after the folder when no name is given."""
+    return RESULT_FILES | {f"{folder.name}_pyiqa.csv"}
 PYIQA_COLUMN = "ava(PLCC/SRCC/KRCC)"
 # name, modality, prediction noise (std of the predicted mean), seconds, trainable, total
 MODELS = [
@@ -62,7 +69,7 @@ def rows(data):
 def out_dir(rows, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     written = write_results(rows, out)
-    assert {p.name for p in written} == RESULT_FILES
+    assert {p.name for p in written} == result_files(out)
     assert all(p.parent == out for p in written)
     return out
 
@@ -145,6 +152,48 @@ def test_csv_pyiqa_benchmark_column(out_dir):
         assert parts[0] == pytest.approx(plcc, abs=5e-5) and parts[1] == pytest.approx(srcc, abs=5e-5)
 
 
+# The header and `nima` row of pyiqa's tests/IAA_benchmark_results.csv (chaofengc/IQA-PyTorch, last changed in
+# commit f64fb4fb1a52b0536acf87e2b0cdb5423ca77805), written there by benchmark_results.py --update_benchmark.
+PYIQA_IAA_CSV = "Metric name,ava(PLCC/SRCC/KRCC)\nnima,0.7172/0.7126/0.5213\n"
+
+
+def test_pyiqa_shaped_csv_merges_with_pyiqas_own(data, rows, tmp_path, stub_plots):
+    votes, preds = data
+    backwards = row_from_predictions("backwards", "image", preds["nima"][:, ::-1], votes, 1.0, 1, 1)
+    skipped = leaderboard.skipped_row("qalign", "image", "needs a package that is not installed")
+    reference = leaderboard.reference_row({"name": "Published", "modality": "image", "srcc": 0.9, "plcc": 0.91,
+                                           "source": "a paper"})
+    write_results([*rows, backwards, skipped, reference], tmp_path, dataset="ava", name="bench")
+    text = (tmp_path / "bench_pyiqa.csv").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0] == PYIQA_IAA_CSV.splitlines()[0] and text.endswith("\n") and "\r" not in text
+    assert [line.split(",")[0] for line in lines[1:]] == ["mmlq", "comments-only", "nima", "backwards"]
+    for line, row in zip(lines[1:], sorted_rows([*rows[:-1], backwards])):
+        assert line.split(",")[1] == "/".join(str(abs(round(v, 4))) for v in (row.plcc, row.srcc, row.krcc))
+    assert backwards.srcc < 0 and lines[-1].split(",")[1] == lines[-2].split(",")[1]  # pyiqa writes abs(): as nima
+
+    ours = pd.read_csv(tmp_path / "bench_pyiqa.csv", index_col="Metric name")
+    theirs = pd.read_csv(io.StringIO(PYIQA_IAA_CSV), index_col="Metric name")
+    both = pd.concat([theirs, ours])
+    assert list(both.columns) == [PYIQA_COLUMN] and both.index.name == "Metric name" and len(both) == 5
+    merged = theirs.merge(ours, left_index=True, right_index=True, how="outer", suffixes=(" pyiqa", " ours"))
+    assert merged.loc["nima", f"{PYIQA_COLUMN} pyiqa"] == "0.7172/0.7126/0.5213" and len(merged) == 4
+    plcc = both[PYIQA_COLUMN].str.split("/").str[0].astype(float)  # pyiqa's own sort key for this file
+    assert plcc.between(0, 1).all()
+
+
+def test_skipped_model_listed_with_its_reason_never_plotted(rows, tmp_path, stub_plots):
+    skipped = leaderboard.skipped_row("Q-Align", "image", "pyiqa metric 'qalign' needs a package")
+    write_results([skipped, *rows], tmp_path)
+    record = next(r for r in _read_csv(tmp_path / "leaderboard.csv") if r["name"] == "Q-Align")
+    assert record["status"] == "skipped: pyiqa metric 'qalign' needs a package" and record["srcc"] == "nan"
+    assert record[PYIQA_COLUMN] == ""
+    text = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| Q-Align |" not in text and "- Q-Align: pyiqa metric 'qalign' needs a package" in text
+    assert (tmp_path / "correlation_bars.png").read_bytes() == b"bars 3"  # the three scored models only
+    assert "Q-Align" not in (tmp_path / f"{tmp_path.name}_pyiqa.csv").read_text()
+
+
 def test_csv_column_named_after_dataset(rows, tmp_path, stub_plots):
     write_results(rows, tmp_path, dataset="ava_test")
     assert "ava_test(PLCC/SRCC/KRCC)" in _read_csv(tmp_path / "leaderboard.csv")[0]
@@ -187,7 +236,7 @@ def test_png_decodes_with_sensible_size(out_dir, file_name):
 def test_scatter_png_skipped_without_mean_scores_and_stale_one_removed(rows, tmp_path, stub_plots):
     write_results(rows, tmp_path)
     without_scores = [LeaderboardRow("a", "image", 1, 1, 0.5, 0.6), LeaderboardRow("c", "votes", 0, 0, 0.97, 0.98)]
-    expected = {"leaderboard.csv", "leaderboard.md", "correlation_bars.png"}
+    expected = {"leaderboard.csv", "leaderboard.md", "correlation_bars.png", f"{tmp_path.name}_pyiqa.csv"}
     assert {p.name for p in write_results(without_scores, tmp_path)} == expected
     assert set(os.listdir(tmp_path)) == expected
 
@@ -201,7 +250,7 @@ def test_rewrite_replaces_files_and_leaves_no_temp_files(rows, tmp_path, stub_pl
     write_results(rows[1:], tmp_path)
     after = (tmp_path / "leaderboard.csv").read_bytes()
     assert after != before and b"nima" in before and b"nima" not in after
-    assert set(os.listdir(tmp_path)) == RESULT_FILES
+    assert set(os.listdir(tmp_path)) == result_files(tmp_path)
 
 
 def test_failed_replace_keeps_previous_file_and_removes_temp(rows, tmp_path, monkeypatch, stub_plots):
@@ -214,7 +263,7 @@ def test_failed_replace_keeps_previous_file_and_removes_temp(rows, tmp_path, mon
     monkeypatch.setattr(atomic.os, "replace", failing_replace)  # the shared atomic writer's rename
     with pytest.raises(OSError, match="disk full"):
         write_results(rows[1:], tmp_path)
-    assert set(os.listdir(tmp_path)) == RESULT_FILES
+    assert set(os.listdir(tmp_path)) == result_files(tmp_path)
     assert {name: (tmp_path / name).read_bytes() for name in RESULT_FILES} == before
 
 

@@ -3,9 +3,12 @@
 Pure functions, no model code: the benchmark runs models and hands their predicted
 and ground-truth (N, 10) distributions here (one array per training seed). Rows carry
 mean ± std over seeds, 95 % bootstrap intervals and the paired-bootstrap gap to the best
-row (`add_intervals`), cost columns, and a status: measured, quick smoke output, or a
-published number not reproduced here (its own block, hollow in plots). The human
-split-half ceiling (`human_ceiling`) is the reference every model row is read against.
+row (`add_intervals`), cost columns, and a status: measured, quick smoke output, a
+published number not reproduced here (its own block, hollow in plots), or skipped with
+its reason (a model that could not be scored here: listed, never plotted or ranked). The
+human split-half ceiling (`human_ceiling`) is the reference every model row is read against.
+Besides the project's own files, `<name>_pyiqa.csv` repeats the measured rows in the exact
+shape of pyiqa's `tests/IAA_benchmark_results.csv`, so the two concatenate or merge.
 
 Every file is written atomically (temporary file in the same folder, then
 `os.replace`), so no reader ever sees a half-written file, and all files are rendered
@@ -41,12 +44,22 @@ NO_COMMENTS_NOTE = (
 _CEILING_MARK = "†"
 MEASURED = "measured"
 PUBLISHED = "published, not reproduced here"
+SKIPPED = "skipped: "  # followed by the reason
 BEST, SIGNIFICANT, NOT_SIGNIFICANT = "best", "lower (significant)", "not significant"
 
 
 def quick_status(iterations: int) -> str:
     """The status of every output of a smoke run (`benchmark.py --quick N`)."""
     return f"quick ({iterations} iterations): not a result"
+
+
+# pyiqa's benchmark table (`benchmark_results.py --update_benchmark` in chaofengc/IQA-PyTorch writes
+# tests/IAA_benchmark_results.csv): index column `Metric name`, one `<dataset>(PLCC/SRCC/KRCC)` column.
+PYIQA_INDEX = "Metric name"
+
+
+def pyiqa_column(dataset: str) -> str:
+    return f"{dataset}(PLCC/SRCC/KRCC)"
 
 _PLOT_DPI = 150
 _PLOT_FILES = ("pred_vs_gt.png", "correlation_bars.png")
@@ -107,6 +120,15 @@ class LeaderboardRow:
     def is_ceiling(self) -> bool:
         return self.modality == CEILING_MODALITY and not self.is_reference
 
+    @property
+    def is_skipped(self) -> bool:
+        return self.status.startswith(SKIPPED)
+
+    @property
+    def is_model(self) -> bool:
+        """A model scored here (not the ceiling, a published number or a skipped model)."""
+        return not (self.is_ceiling or self.is_reference or self.is_skipped)
+
 
 # The CSV's columns (before the pyiqa-style one): the scalar fields, so a CSV row maps back onto LeaderboardRow.
 ROW_FIELDS = tuple(f.name for f in fields(LeaderboardRow) if f.name not in ("pred_mean", "gt_mean", "pred_seeds"))
@@ -146,6 +168,12 @@ def reference_row(entry: dict) -> LeaderboardRow:
                           srcc=float(entry["srcc"]), plcc=float(entry["plcc"]),
                           acc=float(entry["acc"]) if entry.get("acc") is not None else math.nan,
                           status=PUBLISHED, source=entry["source"])
+
+
+def skipped_row(name: str, modality: str, reason: str) -> LeaderboardRow:
+    """A model that could not be scored on this machine: no numbers, the reason in its status."""
+    return LeaderboardRow(name=name, modality=modality, trainable_params=0, total_params=0, srcc=math.nan,
+                          plcc=math.nan, status=SKIPPED + reason)
 
 
 def add_intervals(rows, rounds: int = 2000, seed: int = 0) -> None:
@@ -236,11 +264,14 @@ def sorted_rows(rows) -> list:
     return sorted(rows, key=lambda r: (r.is_reference, r.is_ceiling, math.inf if math.isnan(r.srcc) else -r.srcc))
 
 
-def pyiqa_benchmark_cell(row: LeaderboardRow) -> str:
-    """PLCC/SRCC/KRCC as pyiqa's tests/IAA_benchmark_results.csv writes them
-    (`round(x, 4)` joined by '/', e.g. "0.7172/0.7126/0.5213"). pyiqa also takes abs();
-    we keep the sign so a model that ranks backwards stays visible."""
-    return "/".join(str(round(v, 4)) for v in (row.plcc, row.srcc, row.krcc))
+def pyiqa_benchmark_cell(row: LeaderboardRow, absolute: bool = False) -> str:
+    """PLCC/SRCC/KRCC as pyiqa's tests/IAA_benchmark_results.csv writes them (`round(x, 4)` joined
+    by '/', e.g. "0.7172/0.7126/0.5213"; empty for a skipped row). pyiqa also takes abs(), which
+    `absolute` repeats for its own file; leaderboard.csv keeps the sign so a model that ranks
+    backwards stays visible."""
+    if row.is_skipped:
+        return ""
+    return "/".join(str(abs(round(v, 4)) if absolute else round(v, 4)) for v in (row.plcc, row.srcc, row.krcc))
 
 
 def csv_value(value):
@@ -251,9 +282,21 @@ def csv_value(value):
 def _csv_bytes(rows, dataset: str) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*ROW_FIELDS, f"{dataset}(PLCC/SRCC/KRCC)"])
+    writer.writerow([*ROW_FIELDS, pyiqa_column(dataset)])
     for row in rows:
         writer.writerow([*(csv_value(getattr(row, name)) for name in ROW_FIELDS), pyiqa_benchmark_cell(row)])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _pyiqa_csv_bytes(rows, dataset: str) -> bytes:
+    """The models scored here in pyiqa's benchmark table shape (absolute values, as pyiqa writes them);
+    the ceiling, published and skipped rows have no place in it."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([PYIQA_INDEX, pyiqa_column(dataset)])
+    for row in rows:
+        if row.is_model:
+            writer.writerow([row.name, pyiqa_benchmark_cell(row, absolute=True)])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -293,7 +336,7 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
         "| SRCC no comments | PLCC no comments |",
         "|---|---|---:|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for row in [r for r in rows if not r.is_reference]:
+    for row in [r for r in rows if not (r.is_reference or r.is_skipped)]:
         measured = not row.is_ceiling
         lines.append(
             f"| {_table_name(row)} | {row.modality} | {row.seeds if measured else '–'} "
@@ -314,6 +357,10 @@ def _markdown_bytes(rows, note: str = "") -> bytes:
                      "Spearman-Brown corrected: an upper bound, not a model.")
     lines.append(COMPARABILITY_NOTE)
     lines.append(NO_COMMENTS_NOTE)
+    skipped = [row for row in rows if row.is_skipped]
+    if skipped:
+        lines += ["", "Not scored here:", ""]
+        lines += [f"- {row.name}: {row.status[len(SKIPPED):]}" for row in skipped]
     references = [row for row in rows if row.is_reference]
     if references:
         lines += ["", f"Published results ({PUBLISHED}; other data pipelines and splits may differ):", "",
@@ -415,8 +462,9 @@ def _correlation_bars_png(models, ceiling, references=(), note: str = "") -> byt
     return png_bytes(fig)
 
 
-def write_results(rows, out_dir, dataset: str = "ava", note: str = "") -> list:
-    """Write leaderboard.csv, leaderboard.md, pred_vs_gt.png and correlation_bars.png.
+def write_results(rows, out_dir, dataset: str = "ava", note: str = "", name: str | None = None) -> list:
+    """Write leaderboard.csv, leaderboard.md, pred_vs_gt.png, correlation_bars.png and `<name>_pyiqa.csv`
+    (pyiqa's benchmark table; `name` defaults to out_dir's folder name).
 
     Rows are ordered by SRCC with the human ceiling, then published references, last.
     `note` (a quick run's status) heads the Markdown and every plot. pred_vs_gt.png is
@@ -427,12 +475,13 @@ def write_results(rows, out_dir, dataset: str = "ava", note: str = "") -> list:
     rows = sorted_rows(rows)
     if not rows:
         raise ValueError("write_results: no rows to write")
-    models = [row for row in rows if not row.is_ceiling and not row.is_reference]
+    models = [row for row in rows if row.is_model]
     references = [row for row in rows if row.is_reference]
     ceiling = next((row for row in rows if row.is_ceiling), None)
     with_scores = [row for row in models if row.pred_mean is not None]
 
-    files = {"leaderboard.csv": _csv_bytes(rows, dataset), "leaderboard.md": _markdown_bytes(rows, note)}
+    files = {"leaderboard.csv": _csv_bytes(rows, dataset), "leaderboard.md": _markdown_bytes(rows, note),
+             f"{name or Path(out_dir).name}_pyiqa.csv": _pyiqa_csv_bytes(rows, dataset)}
     if with_scores:
         files["pred_vs_gt.png"] = _pred_vs_gt_png(with_scores, note)
     if models:
