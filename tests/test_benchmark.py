@@ -1,6 +1,7 @@
 """Benchmark CLI: tiny models trained on demand (two seeds each), a sweep, published references and the
 human ceiling on one tiny test split; quick mode, resume, and the checks made before any work."""
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ def benchmark_run(tmp_path_factory):
                  {"name": "tiny wide", "opt": str(tiny_model_options(tmp_path, data, "tiny_wide", 8)), "checkpoint": None},
                  {"name": "tiny narrow", "opt": narrow, "modality": "image"},
                  {"name": "pyiqa nima", "pyiqa_metric": "nima"},  # published weights: skipped offline, with the reason
+                 # an optional package pyiqa does not install (icecream here): a skipped row, not a crash
+                 {"name": "pyiqa qalign", "pyiqa_metric": "qalign", "score_kwargs": {"task_": "aesthetic"}},
              ],
              "sweeps": [{"name": "width", "title": "Width", "base": narrow, "vary": {"network.width": [4, 6]}}],
              "references": [{"name": "Paper X", "modality": "image", "srcc": 0.713, "plcc": 0.717, "acc": 0.8,
@@ -87,8 +90,17 @@ def test_trains_missing_models_and_writes_leaderboard(benchmark_run):
     published = report["models"][2]
     if published["status"] == "skipped":  # the usual case: no pyiqa weights cached on this machine
         assert "pyiqa metric 'nima'" in published["reason"] and "IAA_BENCH_ALLOW_DOWNLOAD=1" in published["reason"]
-        assert f"Skipped pyiqa nima: {published['reason']}" in result.stdout
-        assert "pyiqa nima" not in (tmp_path / "results" / "tiny_bench" / "leaderboard.csv").read_text()
+    for item in report["models"][2:]:
+        (row,) = [r for r in rows if r["name"] == item["name"]]
+        if item["status"] == "skipped":  # listed with its reason, the rest of the leaderboard written all the same
+            assert f"Skipped {item['name']}: {item['reason']}" in result.stdout
+            assert row["status"] == f"skipped: {item['reason']}" and row["srcc"] == "nan"
+            assert f"- {item['name']}: {item['reason']}" in (out / "leaderboard.md").read_text()
+
+    pyiqa_table = (out / "tiny_bench_pyiqa.csv").read_text().splitlines()  # pyiqa's benchmark table shape
+    assert pyiqa_table[0] == "Metric name,ava(PLCC/SRCC/KRCC)"
+    assert {line.split(",")[0] for line in pyiqa_table[1:]} == {"tiny wide", "tiny narrow"} | {
+        m["name"] for m in report["models"][2:] if m["status"] == "evaluated"}
 
 
 def test_markdown_and_plots(benchmark_run):
@@ -151,16 +163,19 @@ def test_quick_mode_marks_every_output(benchmark_run):
     assert yaml.safe_load((out / "benchmark.json").read_text())["status"] == note
 
 
-def test_different_test_splits_are_refused(tmp_path):
-    """Rows are only comparable on the same images: a model on other data stops the run."""
+def test_different_test_splits_are_refused_before_any_work(tmp_path):
+    """Rows are only comparable on the same images: a model on other data stops the run before training."""
     opts = [tiny_model_options(tmp_path, write_tiny_ava(tmp_path / f"ava{n}", n=n), f"tiny{n}", 4) for n in (30, 40)]
     bench = {"name": "mixed", "train_missing": True,
              "models": [{"name": f"m{i}", "opt": str(p)} for i, p in enumerate(opts)]}
     bench_file = write_options(tmp_path / "bench.yml", bench)
     result = run_script("benchmark.py", "-opt", bench_file, "--no-progress", cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "tiny40 was scored on 8 images, tiny30 on 6" in result.stderr
-    assert not (tmp_path / "results" / "mixed" / "leaderboard.csv").exists()
+    first, other = (os.path.realpath(tmp_path / f"ava{n}" / "images" / f"{i}.jpg") for n, i in ((30, 1024), (40, 1032)))
+    assert (f"runs tiny30 ({opts[0]}) and tiny40 ({opts[1]}) would score different datasets.test images (6 vs 8; "
+            f"image 1 is {first} for tiny30 but {other} for tiny40)") in result.stderr
+    assert "nothing was trained or scored" in result.stderr and "[benchmark]" not in result.stdout
+    assert not (tmp_path / "experiments").exists() and not (tmp_path / "results").exists()
 
 
 def test_bad_benchmark_file_fails_before_any_work(tmp_path):

@@ -5,7 +5,7 @@
 Benchmark option file (paths relative to the working directory, as for train.py):
 
     name: benchmark_demo        # results go to <root>/results/<name>/ unless --out is given
-    dataset: ava                # label of the pyiqa-style CSV column `<dataset>(PLCC/SRCC/KRCC)`
+    dataset: ava                # label of the pyiqa-style column `<dataset>(PLCC/SRCC/KRCC)` (both CSVs)
     split: test                 # which `datasets.<split>` of each model's option file to score
     train_missing: false        # train (train.py's pipeline) a model without a finished run
     ceiling: true               # add the human split-half ceiling of the split's vote histograms
@@ -14,6 +14,8 @@ Benchmark option file (paths relative to the working directory, as for train.py)
     models:
       - {name: MMLQ, opt: options/mmlq_demo.yml, checkpoint: ~, modality: image+text}
       - {name: NIMA (pyiqa), pyiqa_metric: nima}
+      - {name: NIMA (local weights), pyiqa_metric: nima, metric_kwargs: {pretrained_model_path: weights/nima.pth}}
+      - {name: Q-Align aesthetics, pyiqa_metric: qalign, score_kwargs: {task_: aesthetic}}
     sweeps:                     # see iaa_bench/evaluation/sweeps.py
       - {name: mmib_depth, base: options/mmlq_demo.yml, vary: {network.depth: [1, 2, 4]}}
     references:                 # published numbers, shown apart: "published, not reproduced here"
@@ -28,11 +30,18 @@ predictions are stored under `<out>/runs/` keyed by the checkpoint file, so an i
 benchmark resumes where it stopped. `checkpoint:` pins one file (no seeds, no training).
 
 Everything is checked before any work: option files, overrides, sweep keys, pyiqa metric
-names, and (without `train_missing`) that every run has a checkpoint. `pyiqa_metric`
-entries are pyiqa's published models, scored on the first run's split; one whose weights
-cannot be loaded offline is skipped, with the reason recorded. Every model must see the same
-images in the same order (checked). images/s is end to end: the prediction pass from image
-files, frozen encoders included (no feature cache), so models compare fairly.
+names (with their `metric_kwargs` / `score_kwargs` where the metric's signature tells),
+that every run scores the same images in the same order (from the option files' split and
+meta files), and (without `train_missing`) that every run has a checkpoint.
+
+`pyiqa_metric` entries are pyiqa metrics (published models, or iaa_bench's own `mmlq`), scored
+as pyiqa's own benchmark does: `create_metric(name, **metric_kwargs)`, then `metric(path,
+**score_kwargs)` on each original image file of the first run's split (pyiqa reads the file
+and the metric applies its own preprocessing). A metric that cannot be built or scored here
+(a missing optional package, weights not available offline, an error while scoring) becomes a
+skipped row with its reason; the rest of the leaderboard is written all the same. images/s
+is end to end: the prediction pass from image files, frozen encoders included (no feature
+cache), so models compare fairly.
 
 `--quick N` trains every run for N iterations only, into separate run names and
 `<out>_quick<N>`, and marks every output "quick (N iterations): not a result": a smoke
@@ -44,6 +53,7 @@ withheld (`srcc_no_comments`, `plcc_no_comments`): what a user with only the pho
 import argparse
 import io
 import json
+import logging
 import os
 import re
 import time
@@ -67,18 +77,21 @@ from iaa_bench.evaluation.evaluate import (
     eval_checkpoint,
     evaluate,
 )
-from iaa_bench.evaluation.metrics import NUM_BINS, compute_metrics, mean_score
+from iaa_bench.evaluation.metrics import NUM_BINS, compute_metrics
 from iaa_bench.models import contract
 from iaa_bench.training.loop import train_pipeline
 from iaa_bench.training.run_folder import setup_run_logging
 from iaa_bench.utils.atomic import atomic_write, atomic_write_json
 from iaa_bench.utils.errors import IAABenchError, OptionError
 from iaa_bench.utils.offline import ALLOW_DOWNLOAD, WeightsUnavailableError, weights_required
-from iaa_bench.utils.pyiqa_adapter import create_metric, pyiqa_metric_names
+from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_dataset, create_metric, metric_option_names, pyiqa_metric_names
+
+log = logging.getLogger(LOGGER_NAME)
 
 BENCHMARK_KEYS = {"name", "dataset", "split", "train_missing", "ceiling", "models", "seeds", "sweeps", "references",
                   "bootstrap"}
-MODEL_KEYS = {"name", "opt", "checkpoint", "modality", "pyiqa_metric"}
+MODEL_KEYS = {"name", "opt", "checkpoint", "modality", "pyiqa_metric", "metric_kwargs", "score_kwargs"}
+METRIC_KWARGS = {"metric_kwargs": "create_metric", "score_kwargs": "scoring"}  # pyiqa_metric entries only
 REFERENCE_KEYS = {"name", "modality", "srcc", "plcc", "acc", "source"}
 BOOTSTRAP_DEFAULTS = {"rounds": 2000, "seed": 0}
 
@@ -115,12 +128,30 @@ def _check_models(models, errors) -> None:
             if entry["pyiqa_metric"] not in known_metrics:
                 errors.append(f"{where}: pyiqa has no metric `{entry['pyiqa_metric']}`"
                               f"{_close(str(entry['pyiqa_metric']), known_metrics)}")
+            else:
+                _check_metric_kwargs(entry, where, errors)
+        errors += [f"{where}: `{k}` applies to `pyiqa_metric` entries only" for k in METRIC_KWARGS
+                   if k in entry and "pyiqa_metric" not in entry]
         if entry.get("checkpoint") and not osp.isfile(osp.expanduser(str(entry["checkpoint"]))):
             errors.append(f"{where}: checkpoint not found: {entry['checkpoint']}")
         if entry.get("modality") not in (None, *leaderboard.MODALITIES[:-1]):
             errors.append(f"{where}: modality must be one of {leaderboard.MODALITIES[:-1]}")
         if names.count(entry["name"]) > 1:
             errors.append(f"{where}: duplicate model name")
+
+
+def _check_metric_kwargs(entry: dict, where: str, errors: list) -> None:
+    """`metric_kwargs` / `score_kwargs` are mappings whose keys the metric takes (where its signature tells)."""
+    for key, used_by in METRIC_KWARGS.items():
+        kwargs = entry.get(key)
+        if kwargs is None:
+            continue
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            errors.append(f"{where}: `{key}` must be a mapping of keyword arguments, got {kwargs!r}")
+            continue
+        accepted = metric_option_names(entry["pyiqa_metric"], call=key == "score_kwargs")
+        errors += [f"{where}: {key}: pyiqa metric `{entry['pyiqa_metric']}` takes no `{k}` in {used_by}"
+                   f"{_close(k, accepted)}" for k in kwargs if accepted is not None and k not in accepted]
 
 
 def _close(name: str, candidates) -> str:
@@ -242,9 +273,10 @@ def finished(opt: dict) -> bool:
     return osp.isfile(osp.join(opt["root_path"], "experiments", opt["name"], "final_metrics.json"))
 
 
-def preflight(runs: list, root: str, train_missing: bool) -> None:
-    """Check every run's options (overrides applied) and, without train_missing, its checkpoint: before any work."""
-    errors = []
+def preflight(runs: list, root: str, train_missing: bool, split: str) -> None:
+    """Check every run's options (overrides applied), that all score the same images and, without
+    train_missing, every run's checkpoint: before any work."""
+    errors, image_lists, known = [], {}, {}
     for run in runs:
         try:
             opt = run_options(run, root, is_train=train_missing and run.checkpoint is None)
@@ -254,6 +286,11 @@ def preflight(runs: list, root: str, train_missing: bool) -> None:
         if not train_missing and eval_checkpoint(opt, run.checkpoint) is None:
             errors.append(f"run {run.name}: no checkpoint in {osp.join(root, 'experiments', run.name, 'models')} "
                           "and train_missing is false (train it, set `checkpoint:`, or set train_missing: true)")
+        try:
+            image_lists[run] = split_image_paths(opt, split, known)
+        except IAABenchError as err:
+            errors.append(f"run {run.name}: {err}")
+    errors += different_image_lists(image_lists, split)
     if errors:
         raise OptionError(f"{len(errors)} run(s) cannot be benchmarked; nothing was trained or scored:\n  - "
                           + "\n  - ".join(errors))
@@ -331,41 +368,102 @@ def score_run(run: Run, checkpoint: str, split: str, root: str, store: str, show
     return Scores(result.pred, result.gt, list(result.paths), **meta, pred_no_comments=blind)
 
 
-def split_loader(opt: dict, split: str, withhold_comments: bool = False):
-    """The loader of the option file's `datasets.<split>` (its images' comments withheld if asked)."""
+def split_options(opt: dict, split: str) -> dict:
     if split not in opt.get("datasets", {}):
         raise OptionError(f"{opt['opt_path']}: no `datasets.{split}` to benchmark on")
+    return opt["datasets"][split]
+
+
+def split_dataset(opt: dict, split: str):
+    """The dataset of the option file's `datasets.<split>` without its text: its rows, no image decoded."""
+    raw = split_options(opt, split)
+    loaders.ensure_demo_data(raw, rank=0)
+    dataset_opt = {**{k: v for k, v in raw.items() if k != "text"}, "phase": split.split("_")[0]}
+    try:
+        return loaders.GuardedDataset(build_dataset(dataset_opt))
+    except (OSError, KeyError, ValueError) as err:  # a missing meta file or folder, a malformed one
+        raise OptionError(f"{opt['opt_path']}: datasets.{split} cannot be read: {type(err).__name__}: {err}") from err
+
+
+def split_image_paths(opt: dict, split: str, known: dict) -> list:
+    """The image files `datasets.<split>` scores, in order (real paths), read from its meta file;
+    `known` (dataset options -> paths) spares re-reading the split that seeds and sweep points share."""
+    key = json.dumps(opt.get("datasets", {}).get(split), sort_keys=True, default=str)
+    if key not in known:
+        dataset = split_dataset(opt, split)
+        known[key] = [osp.realpath(dataset.image_path(i)) for i in range(len(dataset))]
+    return known[key]
+
+
+def different_image_lists(image_lists: dict, split: str) -> list:
+    """An error per run whose split lists other images (or another order) than the first run's."""
+    if not image_lists:
+        return []
+    (first, reference), *others = image_lists.items()
+    errors = []
+    for run, paths in others:
+        if paths == reference:
+            continue
+        at = next((i for i, (a, b) in enumerate(zip(reference, paths)) if a != b), min(len(reference), len(paths)))
+        first_diff = (f"image {at + 1} is {reference[at] if at < len(reference) else '(none)'} for {first.name} "
+                      f"but {paths[at] if at < len(paths) else '(none)'} for {run.name}")
+        errors.append(f"runs {first.name} ({first.opt_path}) and {run.name} ({run.opt_path}) would score different "
+                      f"datasets.{split} images ({len(reference)} vs {len(paths)}; {first_diff}): point every option "
+                      "file's split at the same data")
+    return errors
+
+
+def split_loader(opt: dict, split: str, withhold_comments: bool = False):
+    """The loader of the option file's `datasets.<split>` (its images' comments withheld if asked)."""
+    split_options(opt, split)
     return loaders.eval_loaders(opt, [split], withhold_comments)[0][1]
 
 
-class ModelSkipped(IAABenchError):
-    """A model that cannot be scored on this machine; the benchmark records why and goes on."""
-
-
-def evaluate_pyiqa_metric(entry: dict, loader, show_progress: bool, status: str):
-    """Score a published pyiqa model (image only) on the reference loader's images."""
+def score_pyiqa_metric(entry: dict, paths: list, gt, show_progress: bool, status: str):
+    """Score a pyiqa metric (image only) as pyiqa's own benchmark does: each original image file read
+    by pyiqa and preprocessed by the metric itself (not another model's resized tensors)."""
+    name = entry["pyiqa_metric"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        with weights_required(f"models[{entry['name']}].pyiqa_metric", "pyiqa's weights"):
-            metric = create_metric(entry["pyiqa_metric"], as_loss=False, device=device)
-    except WeightsUnavailableError as err:
-        hint = "" if ALLOW_DOWNLOAD else "; run once with IAA_BENCH_ALLOW_DOWNLOAD=1 on a connected machine"
-        cause = err.__cause__
-        raise ModelSkipped(f"pyiqa metric '{entry['pyiqa_metric']}': its published weights are not in the local "
-                           f"caches and cannot be downloaded here{hint} ({type(cause).__name__})") from err
-    preds, gts, paths = [], [], []
+    with weights_required(f"models[{entry['name']}].metric_kwargs.pretrained_model_path", f"pyiqa metric '{name}'"):
+        metric = create_metric(name, as_loss=False, device=device, **entry.get("metric_kwargs") or {})
+    preds = []
     start = time.perf_counter()
     with torch.no_grad():
-        for batch in tqdm(loader, desc=entry["name"], unit="batch", disable=not show_progress, leave=False):
-            preds.append(metric(batch["img"].to(device)).reshape(-1).float().cpu())
-            gts.append(batch["mos_dist"])
-            paths.extend(batch["img_path"])
+        for path in tqdm(paths, desc=entry["name"], unit="image", disable=not show_progress, leave=False):
+            score = torch.as_tensor(metric(path, **entry.get("score_kwargs") or {})).reshape(-1)
+            if score.numel() != 1:
+                raise ValueError(f"gave {score.numel()} values for one image ({path}), not one score")
+            preds.append(float(score))
     seconds = time.perf_counter() - start
+    pred = -np.array(preds) if metric.lower_better else np.array(preds)  # pyiqa's benchmark flips them too
     trainable, total = count_parameters(metric.net)
-    row = leaderboard.row_from_predictions(entry["name"], entry.get("modality") or "image", torch.cat(preds).numpy(),
-                                           mean_score(torch.cat(gts).numpy()), seconds, trainable, total,
-                                           status=status)
-    return row, paths
+    return leaderboard.row_from_predictions(entry["name"], entry.get("modality") or "image", pred, gt, seconds,
+                                            trainable, total, status=status)
+
+
+def skip_reason(metric_name: str, err: Exception) -> str:
+    """One line saying why a pyiqa metric could not be scored here."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    if isinstance(err, WeightsUnavailableError):
+        hint = "" if ALLOW_DOWNLOAD else "; run once with IAA_BENCH_ALLOW_DOWNLOAD=1 on a connected machine"
+        cause = type(err.__cause__).__name__ if err.__cause__ else "not given"
+        return (f"pyiqa metric '{metric_name}': its weights are not in the local caches and cannot be downloaded "
+                f"here{hint}, or set metric_kwargs.pretrained_model_path to a local file ({cause})")
+    if isinstance(err, ImportError):
+        return f"pyiqa metric '{metric_name}' needs a package that is not installed: {type(err).__name__}: {text}"
+    return f"pyiqa metric '{metric_name}' failed: {type(err).__name__}: {text}"
+
+
+def pyiqa_metric_row(entry: dict, paths: list, gt, show_progress: bool, status: str):
+    """(row, None) for a scored pyiqa metric, or (skipped row, reason): a metric that cannot be built or
+    scored here (missing package, weights, an error inside it) must not cost the whole leaderboard."""
+    try:
+        return score_pyiqa_metric(entry, paths, gt, show_progress, status), None
+    except Exception as err:  # noqa: BLE001 - any failure inside third-party metric code is recorded, not fatal
+        reason = skip_reason(entry["pyiqa_metric"], err)
+        expected = isinstance(err, (WeightsUnavailableError, ImportError))  # else its traceback helps
+        log.warning(f"{entry['name']}: skipped: {reason}", exc_info=None if expected else err)
+        return leaderboard.skipped_row(entry["name"], entry.get("modality") or "image", reason), reason
 
 
 def check_same_images(name: str, paths: list, reference: list, reference_name: str) -> None:
@@ -419,7 +517,7 @@ def benchmark(argv=None) -> list:
 
     model_runs, sweep_runs = plan(bench, args.quick)
     runs = unique_runs(model_runs, sweep_runs)
-    preflight(runs, root, bench["train_missing"])
+    preflight(runs, root, bench["train_missing"], bench["split"])
     scores, report = {}, {"runs": [], "models": []}
     reference = None
     for i, run in enumerate(runs, 1):
@@ -440,21 +538,15 @@ def benchmark(argv=None) -> list:
             rows.append(seed_row(entry["name"], model_runs[entry["name"]], scores, entry.get("modality"), status))
             report["models"].append({"name": entry["name"], "status": "evaluated",
                                      "runs": [r.name for r in model_runs[entry["name"]]]})
-    reference_loader = split_loader(run_options(reference[2], root), bench["split"])
     for entry in [m for m in bench["models"] if "pyiqa_metric" in m]:
-        try:
-            row, paths = evaluate_pyiqa_metric(entry, reference_loader, show, status)
-        except ModelSkipped as err:
-            report["models"].append({"name": entry["name"], "status": "skipped", "pyiqa_metric": entry["pyiqa_metric"],
-                                     "reason": str(err)})
-            print(f"[benchmark] {entry['name']}: skipped: {err}", flush=True)
-            continue
-        check_same_images(entry["name"], paths, reference[1], reference[0])
+        print(f"[benchmark] pyiqa metric {entry['pyiqa_metric']} ({entry['name']}) on the original images", flush=True)
+        row, reason = pyiqa_metric_row(entry, reference[1], scores[reference[0]].gt, show, status)
         rows.append(row)
-        report["models"].append({"name": entry["name"], "status": "evaluated", "pyiqa_metric": entry["pyiqa_metric"]})
+        report["models"].append({"name": entry["name"], "pyiqa_metric": entry["pyiqa_metric"],
+                                 **({"status": "skipped", "reason": reason} if reason else {"status": "evaluated"})})
     leaderboard.add_intervals(rows, **bench["bootstrap"])
     if bench["ceiling"]:
-        rows.append(leaderboard.ceiling_row(vote_counts(reference_loader.dataset)))
+        rows.append(leaderboard.ceiling_row(vote_counts(split_dataset(run_options(reference[2], root), bench["split"]))))
     rows += [leaderboard.reference_row(ref) for ref in bench["references"]]
 
     sweep_results = []
@@ -465,7 +557,7 @@ def benchmark(argv=None) -> list:
         sweep_results.append((sweep, point_list, point_rows))
 
     if bench["models"]:
-        leaderboard.write_results(rows, out, dataset=bench["dataset"], note=note)
+        leaderboard.write_results(rows, out, dataset=bench["dataset"], note=note, name=name)
     if sweep_results:
         leaderboard.write_files(sweeps.render(sweep_results, note), out)
     atomic_write_json(osp.join(out, "benchmark.json"), {

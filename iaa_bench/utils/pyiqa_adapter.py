@@ -38,7 +38,8 @@ __all__ = [
     "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
     "calculate_metric", "create_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_cmd_main", "pyiqa_emd_loss", "pyiqa_metric_names", "transform_mapping", "LOGGER_NAME",
-    "PYIQA_TESTED_VERSION", "is_registered", "pyiqa_ava_module", "pyiqa_ava_images_read_by", "registered_names", "register_metric_config", "scheduler_class",
+    "PYIQA_TESTED_VERSION", "is_registered", "metric_option_names", "pyiqa_ava_module", "pyiqa_ava_images_read_by",
+    "registered_names", "register_metric_config", "scheduler_class",
     "scheduler_names",
 ]
 
@@ -128,6 +129,34 @@ def register_metric_config(name: str, metric_opts: dict, score_range: str, metri
     `build_network`. An entry added here is the whole registration.
     """
     DEFAULT_CONFIGS[name] = {"metric_opts": dict(metric_opts), "metric_mode": metric_mode, "score_range": score_range}
+
+
+def metric_option_names(metric_name: str, call: bool = False) -> set[str] | None:
+    """The keyword arguments `create_metric(metric_name, **kwargs)` accepts (its arch's constructor
+    options plus pyiqa's InferenceModel's own: `seed`, `check_input_range`, ...), or with `call`
+    those of scoring, `metric(img, **kwargs)` (the arch's forward after the image: Q-Align's
+    `task_`). None when that cannot be told without running the metric: an arch taking
+    **kwargs, or one whose module does not import (a missing optional dependency, reported
+    when the metric is built)."""
+    import inspect
+
+    from pyiqa.models.inference_model import InferenceModel
+
+    arch = DEFAULT_CONFIGS[metric_name]["metric_opts"]["type"]
+    try:
+        if not is_registered("arch", arch):
+            return None
+    except Exception:  # noqa: BLE001 - whatever the arch module raises on import; building it reports it
+        return None
+    cls = ARCH_REGISTRY.get(arch)
+    params = list(inspect.signature(cls.forward if call else cls.__init__).parameters.values())[1:]  # no self
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    if call:
+        return {p.name for p in params[1:]}  # after the image
+    extra = list(inspect.signature(InferenceModel.__init__).parameters.values())
+    return {p.name for p in params + extra if p.kind is not inspect.Parameter.VAR_KEYWORD} - {
+        "self", "metric_name", "as_loss", "device"}
 
 
 # pyiqa's BaseModel.setup_schedulers: its own restart schedulers (MultiStepLR means its
