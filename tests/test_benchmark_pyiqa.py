@@ -97,3 +97,24 @@ def test_metric_kwargs_checked_before_any_work(probe_metric, tmp_path):
             "(did you mean `scale`?)") in message
     assert "models[2] (p2): score_kwargs: pyiqa metric `shape_probe_iaa` takes no `tsak_` in scoring" in message
     assert "p3" not in message and message.count("\n  - ") == 4  # InferenceModel's own `seed` is accepted
+
+
+def test_benchmark_scores_a_pyiqa_metric_on_the_files_the_models_scored(probe_metric, tmp_path, monkeypatch):
+    """The whole benchmark: the tiny model reads its test images resized to 32 px, the pyiqa metric the
+    same files at their 48 px on disk, and its row lands in both CSVs."""
+    data = write_tiny_ava(tmp_path / "ava", n=20, size=48)
+    opt = tiny_options(data, name="tiny", total_iter=2)
+    opt["datasets"]["test"] = {**opt["datasets"]["val"], "name": "tiny_test"}
+    bench = write_options(tmp_path / "bench.yml", {
+        "name": "probe_bench", "train_missing": True, "ceiling": False, "bootstrap": {"rounds": 50, "seed": 0},
+        "models": [{"name": "tiny", "opt": str(write_options(tmp_path / "tiny.yml", opt))},
+                   {"name": "probe", "pyiqa_metric": probe_metric, "metric_kwargs": {"scale": 3.0},
+                    "score_kwargs": {"task_": "aesthetic"}}]})
+    monkeypatch.chdir(tmp_path)
+    rows = benchmark.benchmark(["-opt", str(bench), "--root", str(tmp_path), "--no-progress"])
+    probe = next(row for row in rows if row.name == "probe")
+    assert ShapeProbeIAA.seen == [((1, 3, 48, 48), "aesthetic")] * 4  # the split's 4 test images, as on disk
+    assert probe.status == "measured" and np.isfinite(probe.srcc)
+    table = (tmp_path / "results" / "probe_bench" / "probe_bench_pyiqa.csv").read_text().splitlines()
+    assert table[0] == "Metric name,ava(PLCC/SRCC/KRCC)" and {line.split(",")[0] for line in table[1:]} == {
+        "tiny", "probe"}
