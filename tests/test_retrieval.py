@@ -97,3 +97,25 @@ def test_infer_without_comments_names_the_training_images_that_lent_theirs(run, 
     assert len(names) == 2 and set(names) <= set(index["names"]) and index["names"][3] not in names
     infer(["-opt", str(tmp / "experiments" / "tiny_retrieve"), "--img", photo, "--comments", "lovely light"])
     assert "no comments" not in capsys.readouterr().out
+
+
+def test_pyiqa_metric_of_a_retrieving_run_lends_comments_as_infer_does(run, capsys):
+    """`pyiqa.create_metric('mmlq', pretrained_model_path=RUN)` on an image without comments: infer.py's
+    lenders and score. pyiqa passes a tensor, with no file to hash: the picture itself is kept out by its features."""
+    import pyiqa
+
+    import iaa_bench  # noqa: F401  (adds `mmlq` to pyiqa's metrics)
+
+    tmp, data, index = run
+    own = int(index["has_comments"].nonzero()[0])  # a training image with comments: it could lend to itself
+    photo = str(data / "raw" / "images" / index["names"][own])
+    run_dir = str(tmp / "experiments" / "tiny_retrieve")
+    metric = pyiqa.create_metric("mmlq", pretrained_model_path=run_dir, device="cpu")
+    score = metric(photo).item()
+    lenders = metric.net.last_lenders[0]
+    scored = infer(["-opt", run_dir, "--img", photo])[0][1]
+    printed = capsys.readouterr().out.split("comments of training images ")[1].split(" (retrieved)")[0].split(", ")
+    assert lenders == printed and len(lenders) == 2 and index["names"][own] not in lenders
+    assert score == pytest.approx(scored, abs=1e-5)
+    assert metric(photo, comments=["lovely light"]).item() != pytest.approx(score, abs=1e-6)
+    assert metric.net.last_lenders == [[]]  # its own comments: nothing lent

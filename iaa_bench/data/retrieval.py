@@ -10,7 +10,9 @@ retrieved. Each neighbour lends at most max_tokens / K of its tokens, nearest fi
 are heard within the text budget.
 
 No leakage: candidates are training images only, with comments; an image never retrieves a
-file with its own content hash (itself, or a duplicate under another id).
+file with its own content hash (itself, or a duplicate under another id), nor a training image
+with the same pooled features (the same picture, however it arrived: an image given as a tensor,
+as pyiqa's metric interface passes it, has no file to hash).
 
 The index (pooled training features, content hashes, names, and the training split's
 text-cache folder whose features are lent) is built from the feature caches when
@@ -35,6 +37,10 @@ from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
 log = logging.getLogger(LOGGER_NAME)
 
 INDEX_FILE = "retrieval_index.pt"
+# Cosine similarity from which a training image counts as the query's own picture. A picture's
+# features, recomputed, match its index row (fp16 cache, fp16 index) to within ~2e-7; distinct
+# pictures stayed below 1 - 2.5e-4 even under a random-init encoder (tests' tiny MMLQ, measured).
+SAME_PICTURE = 1 - 1e-5
 
 
 def pooled(image_feats: torch.Tensor) -> torch.Tensor:
@@ -61,6 +67,7 @@ class Retriever:
         self.index, self.k, self.per_neighbour = index, k, max(1, max_tokens // k)
         self.files = open_cache(index["cache_folder"])
         self.pooled = index["pooled"].float().to(device)
+        self.norms = self.pooled.norm(dim=1)  # not exactly 1 once stored in fp16
         # images without comments have nothing to lend: never candidates
         self.no_comments = torch.where(index["has_comments"], 0.0, -torch.inf).to(device)
         self.hash_rows = {}
@@ -68,16 +75,27 @@ class Retriever:
             self.hash_rows.setdefault(digest, []).append(row)
         self._rows = {}  # image path -> its neighbours, searched once per image
 
-    def neighbours(self, query: torch.Tensor, paths: list) -> torch.Tensor:
-        """(B, k) training rows nearest to unit vectors `query` (B, C), never the same file content."""
-        todo = [b for b, path in enumerate(paths) if path not in self._rows]
+    def neighbours(self, query: torch.Tensor, paths: list | None = None) -> torch.Tensor:
+        """(B, k) training rows nearest to unit vectors `query` (B, C), never the same picture: not the
+        same pooled features (`SAME_PICTURE`) nor, where `paths` names the image files, the same content.
+
+        Neighbours of a path are searched once; images without a path (None) every time.
+        """
+        paths = list(paths) if paths is not None else [None] * len(query)
+        todo = [b for b, path in enumerate(paths) if path is None or path not in self._rows]
+        found = {}
         if todo:
-            sims = query[todo].float().to(self.pooled.device) @ self.pooled.T + self.no_comments
+            sims = query[todo].float().to(self.pooled.device) @ self.pooled.T
+            sims[sims / self.norms >= SAME_PICTURE] = -torch.inf
+            sims += self.no_comments
             for row, b in enumerate(todo):
-                sims[row, self.hash_rows.get(content_hash(paths[b]), [])] = -torch.inf
+                if paths[b] is not None:
+                    sims[row, self.hash_rows.get(content_hash(paths[b]), [])] = -torch.inf
             for b, rows in zip(todo, sims.topk(self.k, dim=1).indices.cpu()):
-                self._rows[paths[b]] = rows
-        return torch.stack([self._rows[path] for path in paths])
+                found[b] = rows
+                if paths[b] is not None:
+                    self._rows[paths[b]] = rows
+        return torch.stack([found[b] if b in found else self._rows[path] for b, path in enumerate(paths)])
 
     def lend(self, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Text features (B, T, C) and mask (B, T) lent by `rows`: each one's first tokens, nearest first."""
@@ -92,11 +110,11 @@ class Retriever:
             feats[b, :len(joined)], mask[b, :len(joined)] = joined, True
         return feats.to(device), mask.to(device)
 
-    def inputs(self, net, batch: dict, paths: list) -> dict:
-        """The retrieval inputs of a batch: `lent_text_feats`, `lent_text_mask` (and `image_feats`, computed once)."""
-        if paths is None:
-            raise MissingInputError("retrieving comments needs each image's path (`img_path` in the batch) to keep "
-                                    "an image from retrieving its own file")
+    def inputs(self, net, batch: dict, paths: list | None) -> dict:
+        """The retrieval inputs of a batch: `lent_text_feats`, `lent_text_mask` (and `image_feats`, computed once).
+
+        paths: the images' files (None: tensors without one); `last_lenders` then names each image's lenders.
+        """
         image_feats = batch.get("image_feats")
         if image_feats is None:
             with torch.no_grad():
@@ -130,9 +148,17 @@ def attach_retriever(opt: dict, model, train_dataset=None) -> None:
             torch.save(index, path)
         log.info(f"Retrieval index: {int(index['has_comments'].sum())} training images with comments lend theirs "
                  f"(k={net.retrieve_k}) to images without; saved to {path}")
-    elif osp.isfile(path):
-        index = torch.load(path, weights_only=True)
+        model.retriever = Retriever(index, net.retrieve_k, net.text_encoder.max_tokens, model.device)
     else:
+        model.retriever = run_retriever(opt, net, model.device)
+
+
+def run_retriever(opt: dict, net, device="cpu") -> Retriever | None:
+    """The Retriever of a trained run (its saved index) when its network retrieves comments, else None."""
+    if getattr(net, "missing_text", None) != "retrieve":
+        return None
+    path = index_path(opt)
+    if not osp.isfile(path):
         raise MissingInputError(f"{opt['name']} retrieves comments (network.missing_text: retrieve) but its run has no "
                                 f"{path}: train it first (training writes the index)")
-    model.retriever = Retriever(index, net.retrieve_k, net.text_encoder.max_tokens, model.device)
+    return Retriever(torch.load(path, weights_only=True), net.retrieve_k, net.text_encoder.max_tokens, device)

@@ -6,6 +6,9 @@ entry per name in `METRICS` (a registration like the registries', nothing else i
 the entry's arch, `IAABenchMetric`, rebuilds the network from the run's resolved options,
 loads the run's weights, and preprocesses images and tokenises comments with the run's own
 test-dataset transform and text settings, so a score equals `infer.py`'s for the same file.
+A run trained with `network.missing_text: retrieve` scores an image without comments with the
+comments of its nearest training images, from the run's `retrieval_index.pt`, as infer.py does;
+`last_lenders` names them.
 """
 import logging
 import sys
@@ -53,10 +56,14 @@ class IAABenchMetric(nn.Module):
         (`models/net_best.pth`); required: an untrained network has no score to give.
     options: the option file, for a checkpoint that is not inside a run folder.
     network_type: what the run must have trained (set by the metric name).
+
+    `last_lenders`: after a call on a retrieving run, per image the training images whose comments
+    it read (empty for an image given comments); None before.
     """
 
     def __init__(self, network_type: str, pretrained_model_path: str = None, options: str = None):
         super().__init__()
+        from iaa_bench.data.retrieval import run_retriever
         from iaa_bench.evaluation.evaluate import eval_checkpoint
         from iaa_bench.evaluation.infer import Preprocessor, RunSource, eval_dataset_options, resolve_run
         from iaa_bench.models import checkpoint as ckpt
@@ -90,24 +97,36 @@ class IAABenchMetric(nn.Module):
         self.uses_text = contract.uses_text(self.net)
         self.prep = Preprocessor(eval_dataset_options(opt))
         self.checkpoint = checkpoint
-        log.info(f"pyiqa metric '{name}': {opt['name']} with the weights of {checkpoint}")
+        self.retriever, self.last_lenders = run_retriever(opt, self.net), None
+        retrieves = ", retrieving comments for images without" if self.retriever else ""
+        log.info(f"pyiqa metric '{name}': {opt['name']} with the weights of {checkpoint}{retrieves}")
 
     def forward(self, x: torch.Tensor, comments=None) -> torch.Tensor:
         """x (B, 3, H, W) in [0, 1]; comments: one image's list of strings (shared by the batch),
-        or one list per image; none = MMLQ's learned "no comment" token. Returns (B, 1) mean scores."""
+        or one list per image; none = MMLQ's learned "no comment" token, or for a retrieving run the
+        comments of the nearest training images (`last_lenders`). Returns (B, 1) mean scores."""
         img = torch.stack([self.prep.tensor_image(one) for one in x]).to(x.device)
         kwargs = {}
         if self.uses_text:
-            kwargs = {k: v.to(x.device) for k, v in self._tokens(comments, len(x)).items()}
+            per_image = self._per_image(comments, len(x))
+            tokens = [self.prep.text(list(c)) for c in per_image]
+            kwargs = {k: torch.cat([t[k] for t in tokens]).to(x.device) for k in tokens[0]}
+            if self.retriever is not None:
+                self.last_lenders = [[] for _ in per_image]
+            if self.retriever is not None and not all(per_image):
+                kwargs.update(self.retriever.inputs(self.net, {"img": img}, None))  # a tensor has no file to hash
+                self.last_lenders = [[] if c else names for c, names in zip(per_image, self.retriever.last_lenders)]
+                log.info(f"no comments: read the comments of training images {self.last_lenders} (retrieved)")
         elif comments:
             log.warning(f"{type(self.net).__name__} reads images only; comments are ignored")
         return self.net(img, **kwargs).reshape(-1, 1)
 
-    def _tokens(self, comments, batch_size: int) -> dict:
+    @staticmethod
+    def _per_image(comments, batch_size: int) -> list:
+        """One list of comments per image of the batch."""
         if isinstance(comments, str):
             comments = [comments]
         per_image = comments if comments and isinstance(comments[0], (list, tuple)) else [comments or []] * batch_size
         if len(per_image) != batch_size:
             raise OptionError(f"comments: {len(per_image)} lists for a batch of {batch_size} images")
-        tokens = [self.prep.text(list(c)) for c in per_image]
-        return {k: torch.cat([t[k] for t in tokens]) for k in tokens[0]}
+        return per_image
