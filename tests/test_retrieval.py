@@ -1,15 +1,20 @@
 """Retrieved comments: the index, no leakage (self, duplicates, other splits), lent features, MMLQ, infer."""
+import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import write_options
+import yaml
+from conftest import REPO, free_port, write_options
 from test_infer import tiny_mmlq_options
 
 from iaa_bench.data import demo as make_demo_data
 from iaa_bench.data.feature_cache import open_cache
 from iaa_bench.data.retrieval import Retriever
+from iaa_bench.evaluation import evaluate
 from iaa_bench.evaluation.infer import infer
 from iaa_bench.training.loop import train_pipeline
 
@@ -119,3 +124,29 @@ def test_pyiqa_metric_of_a_retrieving_run_lends_comments_as_infer_does(run, caps
     assert score == pytest.approx(scored, abs=1e-5)
     assert metric(photo, comments=["lovely light"]).item() != pytest.approx(score, abs=1e-6)
     assert metric.net.last_lenders == [[]]  # its own comments: nothing lent
+
+
+def test_two_process_ddp_builds_the_same_index_and_scores_as_one_process(run):
+    """Retrieval under torchrun (2 CPU processes, gloo): each rank encodes half of the training split's caches,
+    yet the index equals the single-process one (names, hashes, candidates; pooled features to fp16 precision),
+    and the test split scored across both ranks equals test.py scoring the same checkpoint in one process."""
+    tmp, _, index = run
+    opt_file = tmp / "tiny_retrieve.yml"
+    opt = yaml.safe_load(opt_file.read_text())
+    opt["val"]["metrics"]["plcc"] = {"type": "aesthetic_plcc"}  # continuous: any changed prediction shows
+    ddp_file = write_options(tmp / "tiny_retrieve_ddp.yml", opt)
+    root = tmp / "ddp"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+                          str(REPO / "iaa_bench/train.py"), "-opt", str(ddp_file), "--launcher", "pytorch",
+                          "--root", str(root)], cwd=tmp, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ddp = torch.load(root / "experiments/tiny_retrieve/retrieval_index.pt", weights_only=True)
+    assert ddp["names"] == index["names"] and ddp["sha256"] == index["sha256"]
+    assert torch.equal(ddp["has_comments"], index["has_comments"])
+    assert torch.allclose(ddp["pooled"].float(), index["pooled"].float(), atol=2e-3)
+    assert ddp["cache_folder"].startswith(str(root))  # its own cache, built in two shards
+    final = json.loads((root / "experiments/tiny_retrieve/final_metrics.json").read_text())["test"]["test"]
+    single = evaluate.test_pipeline(["-opt", str(ddp_file), "--root", str(root)])["test"]
+    assert final["images"] == single["images"] == 8
+    for key in ("srcc", "plcc"):
+        assert single[key] == pytest.approx(final[key], abs=1e-6), key
