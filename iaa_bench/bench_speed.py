@@ -1,6 +1,8 @@
-"""Measure training and inference throughput (cached vs uncached, MMLQ vs NIMA) in one process.
+"""Measure training and inference throughput (cached vs uncached, MMLQ vs NIMA) in one process,
+or (`--vs-pyiqa`) iaa_bench's training beside pyiqa's own trainer on one option file.
 
     python iaa_bench/bench_speed.py [-opt options/mmlq_demo.yml] [--batches N] [--paper-size]
+    python iaa_bench/bench_speed.py --vs-pyiqa [-opt options/pyiqa/train_NIMA_demo.yml] [--iters N] [--rounds N]
 """
 import os
 import sys

@@ -146,7 +146,7 @@ def log_token_coverage(phase: str, dataset) -> None:
 def ensure_demo_data(dataset_opt: dict, rank: int) -> None:
     """Build the bundled demo dataset when an option file asks for it and it is absent."""
     demo = dataset_opt.get("build_demo_if_missing")
-    root = dataset_opt.get("dataroot")
+    root = dataset_opt.get("dataroot") or osp.dirname(dataset_opt.get("meta_info_file") or "")  # pyiqa's AVADataset
     if not demo or not root or osp.isfile(osp.join(root, "meta_info.csv")):
         return
     if rank == 0:

@@ -1,6 +1,10 @@
 """Throughput of MMLQ training (uncached vs feature cache) and inference (vs NIMA), in one process.
 
     python iaa_bench/bench_speed.py [-opt options/mmlq_demo.yml] [--batches N] [--paper-size] [--force_yml ...]
+    python iaa_bench/bench_speed.py --vs-pyiqa [-opt FILE] [--iters N] [--print-freq N] [--rounds N]
+
+`--vs-pyiqa`: training samples/s through iaa_bench's train.py over pyiqa's own trainer on one
+option file (see iaa_bench.evaluation.speed_vs_pyiqa). Otherwise:
 
 Same data (the option file's train split; the demo dataset is built if missing) and batch
 size throughout, on CUDA when present, else CPU. Measures:
@@ -33,9 +37,15 @@ from iaa_bench.utils.pretrained import BERT_BASE_CONFIG
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("-opt", default="options/mmlq_demo.yml")
+    p.add_argument("-opt", default=None, help="option file (default: options/mmlq_demo.yml; with --vs-pyiqa "
+                                               "options/pyiqa/train_NIMA_demo.yml)")
     p.add_argument("--batches", type=int, default=5, help="timed batches per measurement (after one warm-up)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is kept (shared machines)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="alternating rounds; the best of each is kept (shared machines); default 2, with --vs-pyiqa 3")
+    p.add_argument("--vs-pyiqa", action="store_true",
+                   help="train the option file through pyiqa's train_pipeline and iaa_bench's train.py, alternating")
+    p.add_argument("--iters", type=int, default=60, help="--vs-pyiqa: training iterations per run")
+    p.add_argument("--print-freq", type=int, default=10, help="--vs-pyiqa: iterations between the log lines read")
     p.add_argument("--paper-size", action="store_true", help="random-init ViT-L/14 + BERT-base encoders, paper head")
     p.add_argument("--cache-dir", default=None, help="feature-cache folder (default: a fresh temporary one)")
     p.add_argument("--force_yml", nargs="+", default=None, metavar="KEY:SUB=VALUE", help="option overrides")
@@ -159,9 +169,15 @@ def main(argv=None) -> None:
     from iaa_bench.models.iaa_model import build_iaa_model
 
     args = parse_args(argv)
+    if args.vs_pyiqa:
+        from iaa_bench.evaluation.speed_vs_pyiqa import vs_pyiqa
+
+        args.rounds = args.rounds or 3
+        return vs_pyiqa(args)
+    args.rounds = args.rounds or 2
     torch.backends.cuda.matmul.allow_tf32 = False  # the peak below is true float32
     workdir = tempfile.mkdtemp(prefix="bench_speed_")
-    opt = load_options(args.opt, is_train=True, overrides=args.force_yml, root=workdir, validate=validate_options)
+    opt = load_options(args.opt or "options/mmlq_demo.yml", is_train=True, overrides=args.force_yml, root=workdir, validate=validate_options)
     cuda = torch.cuda.is_available()
     if args.paper_size:
         paper_size(opt, cuda)
