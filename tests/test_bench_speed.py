@@ -4,7 +4,7 @@ import re
 import pytest
 from conftest import REPO, run_script, write_tiny_ava
 
-from iaa_bench.evaluation.speed_vs_pyiqa import read_log_rate
+from iaa_bench.evaluation.speed_vs_pyiqa import NEVER, bench_options, read_log_rate
 from iaa_bench.utils.errors import OptionError
 
 # pyiqa 0.1.16's MessageLogger line and iaa_bench's, as each writes them to its run's log file
@@ -31,6 +31,21 @@ def test_a_log_without_two_iteration_lines_is_an_error_naming_it(tmp_path):
         read_log_rate(str(log), batch_size=4)
 
 
+def test_both_sides_get_the_same_loop_and_the_demo_is_built_beside_pyiqa_s_meta_info_file(tmp_path):
+    demo = tmp_path / "demo"
+    where = [f"datasets:{phase}:{key}={value}" for phase in ("train", "val") for key, value in (
+        ("meta_info_file", demo / "meta_info.csv"), ("dataroot_target", demo / "raw/images"),
+        ("build_demo_if_missing", "{seed: 0, n: 20, size: 48, workers: 1}"))]
+    opt = bench_options(str(REPO / "options/pyiqa/train_NIMA_demo.yml"), iters=20, print_freq=5, overrides=where)
+    assert (demo / "meta_info.csv").is_file() and any((demo / "raw/images").iterdir())  # pyiqa's AVADataset reads it
+    assert (opt["train"]["total_iter"], opt["logger"]["print_freq"], opt["logger"]["use_tb_logger"]) == (20, 5, False)
+    assert opt["val"]["val_freq"] == opt["logger"]["save_latest_freq"] == opt["logger"]["save_checkpoint_freq"] == NEVER
+    with pytest.raises(OptionError, match="--iters 25 must be a multiple of --print-freq 10"):
+        bench_options(str(REPO / "options/pyiqa/train_NIMA_demo.yml"), iters=25, print_freq=10, overrides=where)
+    with pytest.raises(OptionError, match="network.type"):  # named before either side trains
+        bench_options(str(REPO / "options/pyiqa/train_NIMA_demo.yml"), 20, 5, [*where, "network:type=NIMABaselin"])
+
+
 def test_vs_pyiqa_trains_the_vendored_pyiqa_nima_file_with_both_trainers(tmp_path):
     """The shipped pyiqa-schema NIMA file, pointed at tiny data and a tiny backbone, through both trainers."""
     data = write_tiny_ava(tmp_path / "ava", n=30)
@@ -39,7 +54,7 @@ def test_vs_pyiqa_trains_the_vendored_pyiqa_nima_file_with_both_trainers(tmp_pat
         ("batch_size_per_gpu", 4), ("augment", "{resize: [32, 32]}"))]
     out = run_script("bench_speed.py", "--vs-pyiqa", "-opt", REPO / "options/pyiqa/train_NIMA_demo.yml",
                      "--iters", 4, "--print-freq", 2, "--rounds", 1, "--force_yml", *tiny,
-                     "network:base_model_name=resnet10t", "network:backbone_weights=~", cwd=tmp_path)
+                     "network:base_model_name=resnet10t", "network:backbone_weights=~", cwd=tmp_path, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     rounds = re.findall(r"^round 1 (\w+): [\d.]+ samples/s \((\d+) samples trained\)$", out.stdout, re.M)
     assert rounds == [("pyiqa", "16"), ("iaa_bench", "16")]  # pyiqa first; 4 iterations of 4 each

@@ -21,13 +21,14 @@ print_freq iterations (warm-up) and the end-of-training validation and saving fa
 window. Each side's best round is kept (other load on a shared machine hits both alike). Ends
 with `SUMMARY vs_pyiqa_train_ratio=<iaa_bench samples/s / pyiqa's> ...`.
 """
+import copy
 import datetime
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 from os import path as osp
 
@@ -38,7 +39,11 @@ from iaa_bench.utils.errors import OptionError
 DEFAULT_OPTIONS = "options/pyiqa/train_NIMA_demo.yml"
 NEVER = 10 ** 9  # an iteration count no run reaches: validation / checkpoints only at the end
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: \[[^\]]*\]\[epoch:?\s*\d+, iter:?\s*([\d,]+), lr")
-_PYIQA_TRAIN = "import sys, iaa_bench; from pyiqa.train import train_pipeline; train_pipeline(sys.argv.pop(1))"
+# pyiqa's process at times aborts in interpreter teardown once training is over and logged
+# ("terminate called without an active exception", exit -6; seen here on the demo): it leaves
+# without the teardown once train_pipeline has returned.
+_PYIQA_TRAIN = ("import os, sys, iaa_bench; from pyiqa.train import train_pipeline; train_pipeline(sys.argv.pop(1)); "
+                "sys.stdout.flush(); sys.stderr.flush(); os._exit(0)")
 _IAA_BENCH_TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "train.py")
 _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -46,7 +51,7 @@ _REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def bench_options(opt_path: str, iters: int, print_freq: int, overrides=None) -> dict:
     """The option file as both sides train it (see the module docstring); the demo is built if asked for."""
     from iaa_bench.config.options import apply_overrides, load_yaml
-    from iaa_bench.config.schema import DATASET_PATH_KEYS
+    from iaa_bench.config.schema import DATASET_PATH_KEYS, validate_options
     from iaa_bench.data.loaders import ensure_demo_data
 
     if iters % print_freq or iters < 2 * print_freq:
@@ -54,6 +59,7 @@ def bench_options(opt_path: str, iters: int, print_freq: int, overrides=None) ->
                           "(samples/s is read between the first and the last logged iteration)")
     opt = load_yaml(opt_path)
     apply_overrides(opt, overrides)
+    validate_options(copy.deepcopy(opt), source=opt_path)  # every problem named before any training starts
     opt["train"]["total_iter"] = iters
     opt["train"].pop("total_epoch", None)
     opt["logger"].update(print_freq=print_freq, save_checkpoint_freq=NEVER, save_latest_freq=NEVER, use_tb_logger=False)
