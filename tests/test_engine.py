@@ -133,36 +133,3 @@ def test_nima_baseline_trains_offline_without_sockets(tmp_path, forbid_sockets):
     metrics = train_pipeline(["-opt", str(opt_file), "--root", str(tmp_path)])
     assert set(metrics) == {"srcc", "plcc"}
     assert (tmp_path / "experiments/nima/models/net_latest.pth").is_file()
-
-
-def test_pyiqa_nima_option_file_runs_apart_from_paths(tmp_path):
-    """pyiqa's own NIMA-on-AVA option file (its schema, model type, loss and metrics), with local
-    paths and the offline NIMA arch: pyiqa's `NIMA` always downloads its backbone."""
-    data = write_tiny_ava(tmp_path / "ava", n=30)
-    dataset = {"name": "ava", "type": "AVADataset", "dataroot_target": str(data / "images"),
-               "meta_info_file": str(data / "meta_info.csv"), "split_file": "./ava_official_ilgnet.pkl",
-               "split_index": 1, "val_num": 4, "img_range": 1, "prefetch_mode": "cpu", "num_prefetch_queue": 8}
-    opt = {
-        "name": "001_NIMA_inception", "model_type": "DistIQAModel", "num_gpu": 1, "manual_seed": 123,
-        "datasets": {
-            "train": {**dataset, "augment": {"resize": [40, 40], "random_crop": 32, "hflip": True},
-                      "use_shuffle": True, "num_worker_per_gpu": 0, "batch_size_per_gpu": 4, "dataset_enlarge_ratio": 1},
-            "val": {**dataset, "augment": {"resize": [32, 32]}, "num_worker_per_gpu": 0, "batch_size_per_gpu": 4},
-        },
-        "network": {"type": "NIMABaseline", "base_model_name": "resnet10t", "backbone_weights": None},
-        "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None},
-        "train": {"optim": {"type": "Adam", "lr_base_model": 5e-5, "lr_classifier": 5e-4, "lr": 1e-4},
-                  "scheduler": {"type": "MultiStepLR", "milestones": [4], "gamma": 0.1},
-                  "total_iter": 6, "warmup_iter": -1, "mos_loss_opt": {"type": "EMDLoss", "loss_weight": 1.0}},
-        "val": {"val_freq": 3, "save_img": False, "pbar": True, "key_metric": "srcc",
-                "metrics": {"srcc": {"type": "calculate_srcc"}, "plcc": {"type": "calculate_plcc"},
-                            "krcc": {"type": "calculate_krcc"}}},
-        "logger": {"print_freq": 1, "save_checkpoint_freq": 5e9, "save_latest_freq": 1e3, "use_tb_logger": True,
-                   "wandb": {"project": None, "resume_id": None}},
-        "dist_params": {"backend": "nccl", "port": 29500},
-    }
-    out = run_script("train.py", "-opt", write_options(tmp_path / "train_NIMA.yml", opt), cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "model_type DistIQAModel runs on IAAModel" in out.stderr
-    assert "FINAL 001_NIMA_inception iter=6 val: srcc=" in out.stdout and "krcc=" in out.stdout
-    assert (tmp_path / "experiments/001_NIMA_inception/models/net_best.pth").is_file()

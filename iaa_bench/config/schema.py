@@ -9,20 +9,24 @@ once, each naming its option path and the file, and no experiment folder is crea
 """
 import difflib
 import inspect
+import logging
 import math
 from os import path as osp
 
 from iaa_bench.data.feature_cache import option_problems as feature_cache_problems
 from iaa_bench.evaluation.metrics import DEFAULT_VAL_METRICS
-from iaa_bench.utils.errors import OptionError
+from iaa_bench.utils.errors import DependencyError, OptionError
 from iaa_bench.utils.pyiqa_adapter import (
     ARCH_REGISTRY,
+    LOGGER_NAME,
     is_registered,
     registered_names,
     scheduler_class,
     scheduler_names,
 )
 from iaa_bench.utils.registration import load_plugins
+
+log = logging.getLogger(LOGGER_NAME)
 
 NUMBER = (int, float)
 # Known keys per section; None = free-form (passed to a registered component).
@@ -75,6 +79,28 @@ PYIQA_ONLY = {
 }
 
 
+# pyiqa's former names of options iaa_bench reads: (section, old key, current key, where the old name comes from).
+# pyiqa's GeneralIQAModel read its score-regression loss from `train.regress_opt` until it became `mos_loss_opt`
+# (pyiqa commit 19beaae, Dec 2021, pyiqa/models/general_iqa_model.py); its train_general_iqa.yml still says
+# `regress_opt`, which pyiqa 0.1.16 ignores, so that file trains with no loss there.
+PYIQA_RENAMED = [("train", "regress_opt", "mos_loss_opt", "pyiqa's GeneralIQAModel before 2022")]
+
+
+def _adopt_renamed_options(opt, errors):
+    """Read pyiqa's former option names under their current ones (one warning each); both at once is refused."""
+    for section, old, new, origin in PYIQA_RENAMED:
+        node = opt.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        if node.get(new) is not None:
+            errors.append(f"options `{section}.{old}` and `{section}.{new}` conflict: `{old}` is the former name of "
+                          f"`{new}` ({origin}); give one")
+            continue
+        node[new] = node.pop(old)
+        log.warning(f"option `{section}.{old}` is the former name of `{section}.{new}` "
+                                               f"({origin}): read as `{section}.{new}`")
+
+
 def pyiqa_only_options(opt: dict) -> list:
     """(option path, why unused) of every pyiqa-only key present in `opt`."""
     found = []
@@ -91,12 +117,8 @@ def pyiqa_only_options(opt: dict) -> list:
 
 def _check_pyiqa_only(opt, errors):
     """Warn once per pyiqa-only key; refuse the values that would change what a run means."""
-    import logging
-
-    from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME
-
     for option, why in pyiqa_only_options(opt):
-        logging.getLogger(LOGGER_NAME).warning(f"option `{option}` is pyiqa's and not used here: {why}")
+        log.warning(f"option `{option}` is pyiqa's and not used here: {why}")
     model_type = opt.get("model_type")
     if isinstance(model_type, str) and is_registered("model", model_type):
         from iaa_bench.models.iaa_model import FIXED_PYIQA_MODEL_TYPES
@@ -139,12 +161,20 @@ def _check_section(opt, section, errors):
             errors.append(f"option `{prefix}{key}` must be one of {CHOICES[f'{prefix}{key}']}, got {value!r}")
 
 
-def _check_name(kind, name, option, errors):
+def _check_name(kind, name, option, errors) -> bool:
+    """Whether `name` is a registered `kind`; if not, the reason is appended to `errors`."""
     if not isinstance(name, str):
         errors.append(f"option `{option}` must name a registered {kind}, got {name!r}")
-    elif not is_registered(kind, name):
+        return False
+    try:
+        registered = is_registered(kind, name)
+    except DependencyError as err:
+        errors.append(f"option `{option}: {name}`: {err} (install what it names, or choose another {kind})")
+        return False
+    if not registered:
         hint = _did_you_mean(name, registered_names(kind))
         errors.append(f"option `{option}`: no {kind} named `{name}` is registered{hint}")
+    return registered
 
 
 def _get(opt, dotted):
@@ -215,8 +245,11 @@ def _check_call_options(where, func, options, errors, skip=(), first=1):
         if expected is None or value is None and (param.default is None or not annotated):
             continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = (number if expected is float else number and isinstance(value, int) if expected is int else
-              isinstance(value, expected))
+        # an unannotated numeric default may be a size that also takes [h, w] (pyiqa's CFANet crop_size: 256)
+        numbers = isinstance(value, list) and bool(value) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ok = (number or numbers and not annotated if expected is float else
+              number and isinstance(value, int) if expected is int else isinstance(value, expected))
         if not ok:
             kind = "a number" if expected is float else expected.__name__
             errors.append(f"option `{where}.{key}` must be {kind}, got {type(value).__name__} {value!r}")
@@ -272,6 +305,7 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
         load_plugins(opt.get("plugins"), source)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         errors.append(f"option `plugins`: {err}")
+    _adopt_renamed_options(opt, errors)
     for key in REQUIRED_TRAIN if is_train else ("name", "datasets", "network"):
         if key not in opt:
             errors.append(f"missing required option `{key}`")
@@ -281,10 +315,8 @@ def validate_options(opt: dict, is_train: bool = True, source: str = "<options>"
     errors += feature_cache_problems(opt)
     if isinstance(opt.get("model_type"), str) and opt["model_type"] not in ("DistIQAModel", "GeneralIQAModel"):
         _check_name("model", opt["model_type"], "model_type", errors)
-    if isinstance(opt.get("network"), dict):
-        _check_name("arch", opt["network"].get("type"), "network.type", errors)
-        if isinstance(opt["network"].get("type"), str) and is_registered("arch", opt["network"]["type"]):
-            _check_network(opt["network"], errors)
+    if isinstance(opt.get("network"), dict) and _check_name("arch", opt["network"].get("type"), "network.type", errors):
+        _check_network(opt["network"], errors)
     _check_values(opt, errors)
     _check_not_implemented(opt, errors)
     _check_pyiqa_only(opt, errors)

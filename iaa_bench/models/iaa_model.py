@@ -46,18 +46,28 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DISTRIBUTION_LOSSES = ("ScoreDistEMDLoss", "EMDLoss")  # losses between score distributions
 
 
-# pyiqa archs that download whatever their options say, and what to set instead.
+# pyiqa 0.1.16 archs that load pre-trained weights whatever their options say (timm's `pretrained=True`
+# or `clip.load` hard-coded in pyiqa/archs/{nima,topiq,laion_aes}_arch.py), and what to do instead.
+# `{hub}` is torch.hub's cache folder, where those loaders look before downloading.
 OFFLINE_ALTERNATIVES = {
-    "NIMA": "network.type: NIMABaseline with network.backbone_weights (a local file, or "
-            "offline-efficientnet-lite0); pyiqa's NIMA downloads its backbone even with pretrained: false",
+    "NIMA": "Use network.type: NIMABaseline with network.backbone_weights (a local file, or "
+            "offline-efficientnet-lite0): pyiqa's NIMA downloads its backbone even with pretrained: false.",
+    "CFANet": "pyiqa's CFANet (TOPIQ) loads the weights of a Swin or CLIP `network.semantic_model_name` whatever "
+              "`backbone_pretrain` says: put the file named in the URL into {hub}/checkpoints (Swin) or "
+              "{hub}/clip (CLIP), or use a timm CNN (e.g. semantic_model_name: resnet50) with "
+              "network.backbone_pretrain: false.",
+    "LAIONAes": "pyiqa's LAIONAes always loads OpenAI CLIP ViT-L/14 (clip.load): put ViT-L-14.pt into {hub}/clip; "
+                "with `pretrained: true` its aesthetic head too, into {hub}/pyiqa (or give "
+                "network.pretrained_model_path).",
 }
 
 
 def build_net(network_opt: dict) -> torch.nn.Module:
-    """Build a registered architecture; a needed download fails fast, naming the option."""
+    """Build a registered architecture; a needed download fails fast, naming the option or the file to provide."""
     arch = network_opt.get("type")
-    option = OFFLINE_ALTERNATIVES.get(arch, f"network.* (the local-weights option of {arch})")
-    with weights_required(option, f"the pre-trained weights of {arch}"):
+    advice = OFFLINE_ALTERNATIVES.get(arch)
+    with weights_required(f"network.* (the local-weights option of {arch})", f"the pre-trained weights of {arch}",
+                          advice=advice and advice.format(hub=torch.hub.get_dir())):
         return build_network(network_opt)
 
 

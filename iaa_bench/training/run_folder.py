@@ -74,8 +74,8 @@ class RunLock:
             self.file = None
 
 
-RESUME_CHECKED_SECTIONS = ("network", "datasets", "train.optim", "train.scheduler", "train.mos_loss_opt", "model_type",
-                           "feature_cache")
+RESUME_CHECKED_SECTIONS = ("network", "datasets", "train.optim", "train.scheduler", "train.mos_loss_opt",
+                           "train.regress_opt", "model_type", "feature_cache")
 SPEED_ONLY_KEYS = {"num_worker_per_gpu", "pin_memory", "persistent_workers", "prefetch_mode"}  # results unchanged
 
 

@@ -24,6 +24,10 @@ class WeightsUnavailableError(IAABenchError, RuntimeError):
     """Pre-trained weights are needed but are neither local nor downloadable."""
 
 
+class DependencyError(IAABenchError, ImportError):
+    """A component's module cannot be imported here (a package it needs is missing or broken)."""
+
+
 class CheckpointError(IAABenchError, RuntimeError):
     """A checkpoint or training state cannot be written or read."""
 

@@ -98,10 +98,15 @@ _LAZY_MODULES = {
 
 
 def is_registered(kind: str, name: str) -> bool:
-    """Whether `name` is in pyiqa's `kind` registry, importing only the module defining it."""
+    """Whether `name` is in pyiqa's `kind` registry, importing only the module defining it.
+
+    Raises DependencyError when that module exists but cannot be imported in this environment.
+    """
     import importlib
     import re
     from pathlib import Path
+
+    from iaa_bench.utils.errors import DependencyError
 
     registry, package, suffix = _LAZY_MODULES[kind]
     if name in registry or package is None:
@@ -110,7 +115,11 @@ def is_registered(kind: str, name: str) -> bool:
     defines = re.compile(rf"^(class|def) {re.escape(name)}\b", re.M)
     for file in sorted(folder.glob(f"*{suffix}.py")):
         if defines.search(file.read_text(encoding="utf-8", errors="replace")):
-            importlib.import_module(f"{package}.{file.stem}")
+            try:
+                importlib.import_module(f"{package}.{file.stem}")
+            except ImportError as err:  # e.g. LAIONAes: OpenAI's `clip` package needs setuptools' pkg_resources
+                raise DependencyError(f"{package}.{file.stem}, which defines {name}, cannot be imported here: "
+                                      f"{type(err).__name__}: {err}") from err
             if name in registry:
                 return True
     return False
