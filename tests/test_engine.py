@@ -74,7 +74,7 @@ def test_train_script_writes_experiment_tb_and_archives_previous(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb_logger" / "tiny")).Reload()
     assert {"losses/l_mos", "val_metrics/tiny_val/srcc", "val_metrics/tiny_val/plcc"} <= set(events.Tags()["scalars"])
     log_text = next(exp.glob("train_tiny_*.log")).read_text()
-    assert "samples/s" in log_text and "Validation tiny_val @ iter 6" in log_text
+    assert "samples/s" in log_text and "Validation tiny_val\n\t # srcc: " in log_text
 
 
 def _weights(folder):

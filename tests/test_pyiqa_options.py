@@ -1,4 +1,4 @@
-"""pyiqa's own option files: its extra keys, model types, schedules, NIMA keys and its AVA files."""
+"""pyiqa's own option files: its extra keys, model types, schedules, NIMA keys, its AVA files and its log lines."""
 import json
 import logging
 import re
@@ -8,7 +8,9 @@ import pytest
 from conftest import run_script, tiny_options, write_options, write_tiny_ava
 
 from iaa_bench.config import schema
-from iaa_bench.training.loop import train_pipeline
+from iaa_bench.evaluation.cost import train_samples_per_s
+from iaa_bench.training.loop import message_logger, train_pipeline
+from iaa_bench.training.train_log import parse_train_line
 from iaa_bench.utils.errors import IAABenchError, OptionError, WeightsUnavailableError
 from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, build_network
 
@@ -49,8 +51,7 @@ def test_regress_opt_is_read_as_mos_loss_opt_with_one_warning(data, monkeypatch)
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda o: o["train"].update(regress_opt={"type": "MSELoss"}), "`train.regress_opt` and `train.mos_loss_opt` "
-                                                                    "conflict"),
+    (lambda o: o["train"].update(regress_opt={"type": "MSELoss"}), "`train.regress_opt` and `train.mos_loss_opt` conflict"),
     (lambda o: o["train"].update(use_ref=True), "train.use_ref: true"),
     (lambda o: o["train"].update(total_epoch=3), "conflict"),
     (lambda o: o.update(model_type="DBCNNModel"), "pyiqa's DBCNNModel is not supported"),
@@ -87,7 +88,7 @@ def test_scheduler_unit_keeps_pyiqa_epochs_unless_told(data, tmp_path, model_typ
     opt["val"]["val_freq"] = 100
     train_pipeline(["-opt", str(write_options(tmp_path / "t.yml", opt)), "--root", str(tmp_path)])
     log = next((tmp_path / "experiments" / "tiny").glob("train_tiny_*.log")).read_text()
-    lrs = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"iter +(\d+), lr \(([0-9.e+-]+)", log)}
+    lrs = {line["iter"]: line["lrs"][0] for line in map(parse_train_line, log.splitlines()) if line}
     assert (lrs[1], lrs[2], lrs[3]) == (1e-3, lr_iter2, lr_iter3)
     assert f"LR scheduler MultiStepLR steps once per {logged}" in log
 
@@ -136,7 +137,8 @@ def test_pyiqa_ava_option_files_train_and_score(demo_data, tmp_path, name, subst
     """pyiqa's own AVA training files run through train.py with only their data paths changed and the
     README's offline substitution; only the run's length and size change, through --force_yml."""
     opt_file = pyiqa_file(name, demo_data, tmp_path / name, substitute)
-    out = run_script("train.py", "-opt", opt_file, "--force_yml", *tiny_run(val), *overrides, cwd=tmp_path)
+    out = run_script("train.py", "-opt", opt_file, "--force_yml", *tiny_run(val), *overrides, cwd=tmp_path,
+                     timeout=1200)  # ~20 s on an idle 2-core machine, minutes when it is shared
     assert out.returncode == 0, out.stderr[-3000:]
     run_name = re.search(r"(?m)^name: (\S+)", opt_file.read_text()).group(1)
     final = json.loads((tmp_path / "experiments" / run_name / "final_metrics.json").read_text())
@@ -180,7 +182,79 @@ def test_urllib_downloads_are_refused_before_any_connection(tmp_path, forbid_soc
 
     from iaa_bench.utils.offline import weights_required
 
-    with pytest.raises(WeightsUnavailableError, match=r"downloaded from https://\S+/ViT-B-32\.pt \(downloads are off"):
-        with weights_required("network.clip_path", "CLIP ViT-B/32"):
-            load("ViT-B/32", "cpu", download_root=str(tmp_path))
+    refused = r"downloaded from https://\S+/ViT-B-32\.pt \(downloads are off"
+    with pytest.raises(WeightsUnavailableError, match=refused), weights_required("network.clip_path", "CLIP ViT-B/32"):
+        load("ViT-B/32", "cpu", download_root=str(tmp_path))
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# pyiqa's (BasicSR's) MessageLogger line, from its format string in pyiqa/utils/logger.py:
+# f'[{exp_name[:5]}..][epoch:{epoch:3d}, iter:{current_iter:8,d}, lr:(' + f'{v:.3e},' per lr + ')] '
+# + f'[eta: {eta_str}, ' + f'time (data): {iter_time:.3f} ({data_time:.3f})] ' + f'{k}: {v:.4e} ' per item
+PYIQA_TRAIN_LINE = re.compile(r"INFO: \[(?P<name>.{1,5})\.\.\]\[epoch:[ \d]{3}, iter:[ \d,]{8}, "
+                              r"lr:\((?:\d\.\d{3}e[-+]\d\d,)+\)\] \[eta: \d+:\d\d:\d\d, time \(data\): \d+\.\d{3} \(\d+\.\d{3}\)\] "
+                              r"(?P<items>(?:\S+: -?\d\.\d{4}e[-+]\d\d )+)$", re.MULTILINE)
+# pyiqa's validation block (GeneralIQAModel._log_validation_metric_values): a header, then one line per metric
+PYIQA_VALIDATION = re.compile(r"INFO: Validation (?P<dataset>\S+)\n(?P<metrics>(?:\t # \w+: -?\d\.\d{4}"
+                              r"\tBest: -?\d\.\d{4} @ \d+ iter\n)+)")
+
+
+def test_training_and_validation_lines_have_pyiqa_s_shape_with_samples_per_s_last(data, tmp_path):
+    train_pipeline(["-opt", str(write_options(tmp_path / "t.yml", tiny_options(data, total_iter=4))),
+                    "--root", str(tmp_path)])
+    log = next((tmp_path / "experiments" / "tiny").glob("train_tiny_*.log")).read_text()
+    lines = list(PYIQA_TRAIN_LINE.finditer(log))
+    assert len(lines) == 4 and all(m["name"] == "tiny" for m in lines)
+    assert all(re.fullmatch(r"l_mos: \S+ samples/s: \S+ ", m["items"]) for m in lines)  # pyiqa's fields first
+    blocks = list(PYIQA_VALIDATION.finditer(log))
+    assert [b["dataset"] for b in blocks] == ["tiny_val"] * 2  # val_freq 3, and once more at the end (iter 4)
+    assert re.findall(r"# (\w+): ", blocks[0]["metrics"]) == ["srcc", "plcc"]
+    assert "Best: " in blocks[1]["metrics"] and "tiny_val @ iter 4: metrics on 2 images" in log
+
+
+def test_eta_is_the_mean_iteration_time_times_the_iterations_left(monkeypatch):
+    """pyiqa's MessageLogger is one iteration short at both ends (a negative eta on the last line)."""
+    import types
+
+    import pyiqa.utils.logger
+
+    clock = iter([100.0, 130.0, 160.0])  # created at 100 s; iterations 11 and 12 (of 10 + 3) end 30 s apart
+    monkeypatch.setattr(pyiqa.utils.logger, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    logger = message_logger("run", print_freq=1, start_iter=10, total_iters=13)
+    lines = []
+    monkeypatch.setattr(logger.logger, "info", lines.append)
+    for it in (11, 12):
+        logger({"epoch": 0, "iter": it, "lrs": [1e-3], "time": 30.0, "data_time": 0.0, "l_mos": 0.5})
+    assert [re.search(r"eta: ([^,]+),", line).group(1) for line in lines] == ["0:01:00", "0:00:30"]
+
+
+# Training lines as iaa_bench wrote them before they took pyiqa's shape (runs trained then are re-scored later).
+EARLIER_LINES = """\
+2026-11-28 09:12:01,100 INFO: [mmlq_demo][epoch   0, iter      20, lr (1.000e-04,1.000e-04)] l_mos: 9.8765e-02 | 58.1 samples/s, eta 0:01:40
+2026-11-28 09:12:40,200 INFO: [mmlq_demo][epoch   3, iter   1,200, lr (5.000e-05,5.000e-05)] l_mos: 8.1234e-02 | 59.3 samples/s, eta 0:00:00
+"""
+PYIQA_SHAPED_LINES = """\
+2026-11-28 12:00:01,100 INFO: [mmlq_..][epoch:  0, iter:      20, lr:(1.000e-04,1.000e-04,)] [eta: 0:01:40, time (data): 0.551 (0.004)] l_mos: 9.8765e-02 samples/s: 5.8100e+01 
+2026-11-28 12:00:40,200 INFO: [mmlq_..][epoch:  3, iter:   1,200, lr:(5.000e-05,5.000e-05,)] [eta: 0:00:00, time (data): 0.540 (0.003)] l_mos: 8.1234e-02 samples/s: 5.9300e+01 
+"""
+
+
+@pytest.mark.parametrize("lines", [EARLIER_LINES, PYIQA_SHAPED_LINES], ids=["earlier", "pyiqa"])
+def test_training_lines_of_both_shapes_parse(lines):
+    first, last = (parse_train_line(line) for line in lines.splitlines())
+    assert first == {"epoch": 0, "iter": 20, "lrs": [1e-4, 1e-4], "losses": {"l_mos": 9.8765e-02}, "samples_per_s": 58.1}
+    assert (last["epoch"], last["iter"], last["lrs"], last["samples_per_s"]) == (3, 1200, [5e-5, 5e-5], 59.3)
+    assert parse_train_line("2026-11-28 12:00:41,000 INFO: Validation ava") is None
+
+
+@pytest.mark.parametrize("lines", [EARLIER_LINES, PYIQA_SHAPED_LINES], ids=["earlier", "pyiqa"])
+def test_train_samples_per_s_reads_final_metrics_then_the_log_of_either_shape(tmp_path, lines):
+    run = tmp_path / "experiments" / "mmlq_demo"
+    run.mkdir(parents=True)
+    assert train_samples_per_s(str(run)) != train_samples_per_s(str(run))  # NaN: not finished
+    (run / "train_mmlq_demo_20261128_091200.log").write_text(lines)
+    (run / "final_metrics.json").write_text(json.dumps({"iter": 1200, "train_samples_per_s": 61.5}))
+    assert train_samples_per_s(str(run)) == 61.5
+    # resumed with nothing left to train: no rate recorded, the last one logged while it trained
+    (run / "final_metrics.json").write_text(json.dumps({"iter": 1200, "train_samples_per_s": None}))
+    assert train_samples_per_s(str(run)) == 59.3

@@ -437,7 +437,7 @@ def test_unreadable_val_and_test_images_are_logged_listed_and_counted(tmp_path, 
     assert final["test"]["test"]["images"] == 6 - 1
     log_text = next((tmp_path / "experiments/tiny").glob("train_*.log")).read_text()
     assert "unreadable image(s) left out of the metrics: " + str(victims[0]) in log_text
-    assert "(on 2 images, 1 unreadable left out)" in log_text
+    assert "metrics on 2 images, 1 unreadable left out" in log_text
 
 
 def test_text_only_networks_skip_the_same_unreadable_images_cached_or_not(tmp_path, demo):

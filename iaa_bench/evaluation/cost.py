@@ -25,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from iaa_bench.archs.frozen_encoders import frozen_submodules
 from iaa_bench.models.checkpoint import bare
+from iaa_bench.training.train_log import last_logged_samples_per_s
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
 _AVG_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -129,10 +130,16 @@ def trainable_macs_per_sample(model, loader, samples: int = 4) -> float:
 
 
 def train_samples_per_s(experiments_root: str) -> float:
-    """Training throughput the run recorded in its final_metrics.json (NaN if it did not)."""
+    """Training throughput the finished run recorded in its final_metrics.json (NaN if unfinished).
+
+    A run resumed with nothing left to train records none there; its log then gives the last
+    throughput logged while it trained (log lines of either shape, see `training.train_log`).
+    """
     try:
         with open(osp.join(experiments_root, "final_metrics.json"), encoding="utf-8") as f:
-            rate = json.load(f).get("train_samples_per_s")  # None: resumed with nothing left to train
+            rate = json.load(f).get("train_samples_per_s")
     except FileNotFoundError:
         return math.nan
+    if rate is None:
+        rate = last_logged_samples_per_s(experiments_root)
     return math.nan if rate is None else float(rate)

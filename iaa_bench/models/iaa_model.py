@@ -36,6 +36,7 @@ from iaa_bench.utils.pyiqa_adapter import (
     build_loss,
     build_model,
     build_network,
+    log_validation_metric_values,
 )
 
 log = logging.getLogger(LOGGER_NAME)
@@ -320,12 +321,9 @@ class IAAModel(BaseModel):
         self.metric_results = compute_metrics(pred, gt, metric_opts)
         self._record_best(dataset_name, metric_opts, current_iter)
         if self.opt.get("rank", 0) == 0:
-            msg = " ".join(f"{k}={v:.4f}" for k, v in self.metric_results.items())
+            log_validation_metric_values(self, current_iter, dataset_name, tb_logger)  # pyiqa's lines, Best included
             left_out = f", {len(unreadable)} unreadable left out" if unreadable else ""
-            log.info(f"Validation {dataset_name} @ iter {current_iter}: {msg} (on {len(pred)} images{left_out})")
-            if tb_logger is not None:
-                for k, v in self.metric_results.items():
-                    tb_logger.add_scalar(f"val_metrics/{dataset_name}/{k}", v, current_iter)
+            log.info(f"{dataset_name} @ iter {current_iter}: metrics on {len(pred)} images{left_out}")
         return self.metric_results
 
     def _record_best(self, dataset_name, metric_opts, current_iter):

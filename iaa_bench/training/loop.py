@@ -40,9 +40,15 @@ from iaa_bench.training.run_folder import (
     use_progress_bar,
     write_resolved_options,
 )
+from iaa_bench.training.train_log import SAMPLES_PER_S
 from iaa_bench.utils.atomic import atomic_write_json
 from iaa_bench.utils.errors import OptionError
-from iaa_bench.utils.pyiqa_adapter import LOGGER_NAME, get_env_info
+from iaa_bench.utils.pyiqa_adapter import (
+    LOGGER_NAME,
+    AvgTimer,
+    MessageLogger,
+    get_env_info,
+)
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -59,6 +65,17 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.signum = signum
+
+
+def message_logger(name: str, print_freq: int, start_iter: int, total_iters: int) -> MessageLogger:
+    """pyiqa's (BasicSR's) training-line logger, its eta made right; TensorBoard is written by the loop.
+
+    Its eta is (elapsed / (iter - start_iter + 1)) * (total_iter - iter - 1): one iteration short at both
+    ends (negative on the last line). Counting from `start_iter + 1` to `total_iters + 1` makes it the mean
+    time per iteration of this process times the iterations left.
+    """
+    return MessageLogger({"name": name, "logger": {"print_freq": print_freq, "use_tb_logger": False},
+                          "train": {"total_iter": total_iters + 1}}, start_iter + 1)
 
 
 def train_pipeline(argv=None):
@@ -152,6 +169,8 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
     current_iter = start_iter
     epoch = current_iter // iters_per_epoch
     t_start, it_start = time.time(), current_iter
+    msg_logger = message_logger(opt["name"], print_freq, start_iter, total_iters)
+    data_timer, iter_timer = AvgTimer(), AvgTimer()
     metrics, saved_iter = {}, None
     while current_iter < total_iters and stop.signum is None:
         epoch = current_iter // iters_per_epoch
@@ -159,6 +178,7 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
         if hasattr(train_loader.dataset, "set_epoch"):  # per-epoch draws, e.g. the kept comments
             train_loader.dataset.set_epoch(epoch)
         for batch in train_loader:
+            data_timer.record()
             if "skipped_images" in batch:
                 skipped_images.record(batch.pop("skipped_images"))
                 if "mos_label" not in batch:
@@ -170,15 +190,14 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
             model.optimize_parameters(current_iter)
             if per_epoch and current_iter % iters_per_epoch == 0:
                 model.update_learning_rate(epoch + 2, warmup_iter=warmup)  # pyiqa's call at the end of an epoch
+            iter_timer.record()
             bar.update(1)
             if current_iter % print_freq == 0:
                 rate = (current_iter - it_start) * batch_size / max(time.time() - t_start, 1e-9)
-                eta = (total_iters - current_iter) * batch_size / max(rate, 1e-9)
                 losses = model.get_current_log()
-                lrs = ",".join(f"{lr:.3e}" for lr in model.get_current_learning_rate())
-                log.info(f"[{opt['name']}][epoch {epoch:3d}, iter {current_iter:7,d}, lr ({lrs})] "
-                         + " ".join(f"{k}: {v:.4e}" for k, v in losses.items())
-                         + f" | {rate:.1f} samples/s, eta {datetime.timedelta(seconds=int(eta))}")
+                msg_logger({"epoch": epoch, "iter": current_iter, "lrs": model.get_current_learning_rate(),
+                            "time": iter_timer.get_avg_time(), "data_time": data_timer.get_avg_time(),
+                            **losses, SAMPLES_PER_S: rate})
                 if tb_logger is not None:
                     for k, v in losses.items():
                         tb_logger.add_scalar(f"losses/{k}", v, current_iter)
@@ -191,6 +210,8 @@ def _train(opt, args, train_loader, val_loaders, sampler, iters_per_epoch):
                     metrics = model.validation(loader, current_iter, tb_logger)
             if current_iter >= total_iters or stop.signum is not None:
                 break
+            data_timer.start()
+            iter_timer.start()
     bar.close()
     # samples/s of this process's training loop (validation and checkpoints included, as the log's rate)
     train_rate = (current_iter - it_start) * batch_size / max(time.time() - t_start, 1e-9) if current_iter > it_start \

@@ -20,8 +20,15 @@ from pyiqa.metrics import calculate_metric
 from pyiqa.models import build_model
 from pyiqa.models import lr_scheduler as pyiqa_lr_scheduler
 from pyiqa.models.base_model import BaseModel
+from pyiqa.models.general_iqa_model import GeneralIQAModel
 from pyiqa.pyiqa_cmd import main as pyiqa_cmd_main
-from pyiqa.utils.logger import get_env_info, get_root_logger, init_tb_logger
+from pyiqa.utils.logger import (
+    AvgTimer,
+    MessageLogger,
+    get_env_info,
+    get_root_logger,
+    init_tb_logger,
+)
 from pyiqa.utils.registry import (
     ARCH_REGISTRY,
     DATASET_REGISTRY,
@@ -35,7 +42,8 @@ LOGGER_NAME = "pyiqa"  # pyiqa's own components log to this logger; ours join it
 
 __all__ = [
     "ARCH_REGISTRY", "DATASET_REGISTRY", "LOSS_REGISTRY", "METRIC_REGISTRY", "MODEL_REGISTRY",
-    "BaseIQADataset", "BaseModel", "build_dataset", "build_loss", "build_model", "build_network",
+    "AvgTimer", "BaseIQADataset", "BaseModel", "MessageLogger", "build_dataset", "build_loss", "build_model",
+    "build_network", "log_validation_metric_values",
     "calculate_metric", "create_metric", "dist_to_mos", "get_env_info", "get_root_logger", "init_tb_logger",
     "pyiqa_cmd_main", "pyiqa_emd_loss", "pyiqa_metric_names", "transform_mapping", "LOGGER_NAME",
     "PYIQA_TESTED_VERSION", "is_registered", "metric_option_names", "pyiqa_ava_module", "pyiqa_ava_images_read_by",
@@ -83,6 +91,11 @@ def build_dataset(dataset_opt: dict):
     get_root_logger().info(f"Dataset [AVADataset, images read by iaa_bench's loader] - {dataset_opt['name']} is built.")
     return dataset
 
+
+# pyiqa's validation log block (`Validation <dataset>`, then per metric `\t # <metric>: <value>\tBest: <value> @ <iter>
+# iter`) and its TensorBoard scalars `val_metrics/<dataset>/<metric>`: a plain function of any model that has
+# pyiqa's `metric_results` and `best_metric_results[dataset][metric]['val' | 'iter']`.
+log_validation_metric_values = GeneralIQAModel._log_validation_metric_values
 
 # pyiqa imports its archs, datasets and models lazily; when its guess of the module name
 # fails it imports every module of the package (seconds, and a wrong name still fails).
