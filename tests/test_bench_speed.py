@@ -10,10 +10,13 @@ from iaa_bench.utils.errors import OptionError
 # pyiqa 0.1.16's MessageLogger line and iaa_bench's, as each writes them to its run's log file
 PYIQA_LINE = ("{t} INFO: [pyiqa..][epoch:  0, iter:{it:8,d}, lr:(5.000e-05,5.000e-04,)] "
               "[eta: 0:00:03, time (data): 0.421 (0.010)] l_mos: 1.2e-01 train_metrics/srcc: 1.0e-01 \n")
-IAA_BENCH_LINE = "{t} INFO: [nima][epoch   0, iter {it:7,d}, lr (5.000e-05,5.000e-04)] l_mos: 1.2e-01 | 9.1 samples/s\n"
+IAA_BENCH_LINE = ("{t} INFO: [nima..][epoch:  0, iter:{it:8,d}, lr:(5.000e-05,5.000e-04,)] "
+                  "[eta: 0:00:03, time (data): 0.410 (0.002)] l_mos: 1.2e-01 samples/s: 9.1000e+00\n")
+EARLIER_IAA_BENCH_LINE = "{t} INFO: [nima][epoch   0, iter {it:7,d}, lr (5.000e-05,5.000e-04)] l_mos: 1.2e-01 | 9.1 samples/s, eta 0:00:03\n"
 
 
-@pytest.mark.parametrize("line", [PYIQA_LINE, IAA_BENCH_LINE], ids=["pyiqa", "iaa_bench"])
+@pytest.mark.parametrize("line", [PYIQA_LINE, IAA_BENCH_LINE, EARLIER_IAA_BENCH_LINE],
+                         ids=["pyiqa", "iaa_bench", "iaa_bench_earlier"])
 def test_rate_is_read_between_the_first_and_last_logged_iteration(tmp_path, line):
     log = tmp_path / "train.log"
     log.write_text("2026-01-01 10:00:00,000 INFO: start-up, not counted\n"

@@ -34,11 +34,12 @@ from os import path as osp
 
 import yaml
 
+from iaa_bench.training.train_log import parse_train_line
 from iaa_bench.utils.errors import OptionError
 
 DEFAULT_OPTIONS = "options/pyiqa/train_NIMA_demo.yml"
 NEVER = 10 ** 9  # an iteration count no run reaches: validation / checkpoints only at the end
-_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: \[[^\]]*\]\[epoch:?\s*\d+, iter:?\s*([\d,]+), lr")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")  # logging's asctime, both trainers
 # pyiqa's process at times aborts in interpreter teardown once training is over and logged
 # ("terminate called without an active exception", exit -6; seen here on the demo): it leaves
 # without the teardown once train_pipeline has returned.
@@ -78,10 +79,9 @@ def read_log_rate(log_file: str, batch_size: int) -> tuple[float, int]:
     points = []
     with open(log_file, encoding="utf-8") as f:
         for line in f:
-            match = _LOG_LINE.match(line)
-            if match:
-                stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-                points.append((stamp, int(match.group(2).replace(",", ""))))
+            stamp, entry = _TIMESTAMP.match(line), parse_train_line(line)
+            if stamp and entry:
+                points.append((datetime.datetime.strptime(stamp[1], "%Y-%m-%d %H:%M:%S,%f"), entry["iter"]))
     if len(points) < 2:
         raise OptionError(f"{log_file}: fewer than two training log lines (`[...][epoch ..., iter N, lr ...`)")
     (t0, it0), (t1, it1) = points[0], points[-1]
