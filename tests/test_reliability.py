@@ -102,7 +102,8 @@ def _wait_for_log(log_path, pattern, timeout=120):
 
 
 def _wait_for_iter(log_path, it):
-    _wait_for_log(log_path, re.escape(f"iter {it:7,d}"))
+    """Until the training line of iteration `it` is logged (pyiqa's `iter:      7, lr:(` shape)."""
+    _wait_for_log(log_path, rf"\biter:\s+{it:,d}, lr:\(")
 
 
 def test_sigkill_then_auto_resume_equals_uninterrupted_run(tmp_path, data):
