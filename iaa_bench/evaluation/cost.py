@@ -122,10 +122,8 @@ def trainable_macs_per_sample(model, loader, samples: int = 4) -> float:
     n = min(samples, len(batch["mos_label"]))
     model.feed_data({k: v[:n] for k, v in batch.items()})
     net = bare(model.net)
-    model.net.eval()
-    with torch.no_grad(), MacCounter(net, skip=frozen_submodules(net).values()) as macs:
-        model.net_forward(model.net)
-    model.net.train(model.is_train)
+    with MacCounter(net, skip=frozen_submodules(net).values()) as macs:
+        model.test()
     return macs.total / n
 
 
